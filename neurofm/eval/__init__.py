@@ -1,0 +1,1 @@
+"""Evaluation harness: LOSO / few-shot, linear probe vs fine-tune (see the evaluation issue)."""

@@ -1,0 +1,1 @@
+"""Spatiotemporal any-montage transformer backbones (see the backbone issue)."""

@@ -1,0 +1,1 @@
+"""Source → MNE preprocessing → WebDataset shards → streaming loader."""

@@ -1,0 +1,68 @@
+"""Events of a recording (onset, duration, description), from wherever the format keeps them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import mne
+import numpy as np
+
+
+@dataclass
+class Events:
+    """Onsets and durations in seconds from the first sample of the recording."""
+
+    onset: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    duration: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    description: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.description)
+
+    def counts(self) -> dict[str, int]:
+        names, n = np.unique(np.asarray(self.description, dtype=str), return_counts=True)
+        return {str(a): int(b) for a, b in zip(names, n)}
+
+
+def from_annotations(raw: mne.io.BaseRaw, path: Path | None = None) -> Events:
+    """The raw's annotations, with onsets made relative to its first sample."""
+    ann = raw.annotations
+    if len(ann) == 0:
+        return Events()
+    idx = raw.time_as_index(ann.onset, use_rounding=True, origin=ann.orig_time)
+    return Events(idx / raw.info["sfreq"], np.asarray(ann.duration, float), [str(d) for d in ann.description])
+
+
+def from_wfdb(raw: mne.io.BaseRaw, path: Path | None = None) -> Events:
+    """PhysioNet EEGMMIDB keeps events in ``<file>.edf.event`` WFDB annotations (``T1 duration: 4.1``)."""
+    import wfdb
+
+    if path is None or not Path(f"{path}.event").is_file():
+        raise FileNotFoundError(f"{path}: no WFDB event file {path}.event beside it")
+    ann = wfdb.rdann(str(path), "event")
+    desc, dur = [], []
+    for note in ann.aux_note:
+        parts = note.strip().rstrip("\x00").split()
+        desc.append(parts[0] if parts else "")
+        dur.append(float(parts[-1]) if len(parts) >= 3 and parts[1] == "duration:" else 0.0)
+    return Events(np.asarray(ann.sample, float) / float(ann.fs), np.asarray(dur), desc)
+
+
+def from_stim(raw: mne.io.BaseRaw, event_id: dict[str, int]) -> Events:
+    """Events coded on a stim channel (MOABB's convention), named through ``event_id``."""
+    if not any(t == "stim" for t in raw.get_channel_types()):
+        return Events()
+    ev = mne.find_events(raw, shortest_event=0, verbose=False)
+    names = {v: k for k, v in event_id.items()}
+    keep = [i for i, code in enumerate(ev[:, 2]) if code in names]
+    onset = (ev[keep, 0] - raw.first_samp) / raw.info["sfreq"]
+    return Events(onset, np.zeros(len(keep)), [names[c] for c in ev[keep, 2]])
+
+
+READERS: dict[str, Callable[[mne.io.BaseRaw, Path | None], Events]] = {
+    "annotations": from_annotations,
+    "wfdb": from_wfdb,
+    "none": lambda raw, path=None: Events(),
+}

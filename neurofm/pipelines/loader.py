@@ -1,0 +1,728 @@
+"""Prepared datasets (``neurofm-shards/1``, see ``docs/shard-format.md``) to batches for training.
+
+One or more ``index.json`` files become a :class:`ShardDataModule`; subjects are chosen per shard
+(a shard never mixes recordings), so leave-one-subject-out folds need no re-sharding::
+
+    dm = ShardDataModule(["prepared/bnci2014_001"], batch_size=64, num_workers=4,
+                         val_subjects=["09"], test_subjects=["09"], seed=0)
+    trainer.fit(model, datamodule=dm)        # batches are `Batch`, see below
+
+Train loader: an endless stream of shards drawn with replacement (``resampled``), cut to exactly
+``n_batches`` per epoch on *every* rank, so DDP ranks never wait on each other at the end of an epoch.
+Eval loaders: every selected sample exactly once across all ranks and workers, in index order when
+there is one rank and at most one worker.
+
+Randomness comes only from ``seed``: shard draws and the sample shuffle buffer take their generator
+from ``(seed, epoch, rank, worker)``, so a seed and a number of workers give the same batches run
+after run, and epochs differ from each other. (Each worker draws its own stream, so 0 and 2 workers
+give different, equally valid, sequences.)
+
+Notes on webdataset 1.0.x that shaped this file:
+
+- ``wds.WebDataset(resampled=True, seed=...)`` does not pass ``seed`` to its ``ResampledShards``,
+  which then seeds itself from pid, time and ``os.urandom``: the stream is not reproducible. Its
+  epoch counter also lives in the worker, so re-created (non-persistent) workers restart it at 0.
+  The train pipeline is therefore built from ``wds.DataPipeline`` with a seeded shard sampler whose
+  epoch is set from the main process.
+- ``.shuffle(n)`` without ``rng`` seeds from pid and time, and ``utils.make_seed`` hashes its
+  arguments with ``hash()`` (salted per process for ``str``); we derive seeds with numpy instead.
+- ``wds.split_by_node`` looks the rank up inside each DataLoader worker (env ``RANK``/``WORLD_SIZE``,
+  else ``torch.distributed`` if initialised in that process). Under ``spawn`` workers, or launchers
+  that do not export ``RANK``, every rank would read rank 0 and load the same shards; the rank is
+  therefore resolved once in the main process and handed to the pipeline.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import webdataset as wds
+
+FORMAT = "neurofm-shards/1"
+INDEX_NAME = "index.json"
+# Samples buffered before the shuffle buffer starts yielding (webdataset's default).
+_SHUFFLE_INITIAL = 100
+# Rejected samples in a row after which a stream stops with an error (see `guarded_select`).
+_MAX_REJECTED_IN_A_ROW = 10_000
+# Shard draws per pass of the resampled stream; an epoch is cut by `with_epoch`, long before this.
+_ENDLESS = 2**62
+
+PathLike = str | Path
+SubjectSpec = Sequence[str] | None
+
+
+# --------------------------------------------------------------------------------------------------
+# index.json
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One shard of a prepared dataset; ``url`` is already resolved against the index folder."""
+
+    url: str
+    n_samples: int
+    subject: str
+    dataset: str
+    recording: str = ""
+    session: str | None = None
+    run: str | None = None
+    n_chans: int | None = None
+    sha256: str | None = None
+
+    def matches(self, specs: Iterable[str]) -> bool:
+        """True when a spec names this shard's subject, bare (``"01"``) or qualified (``"ds/01"``)."""
+        return _subject_matches(self.dataset, self.subject, specs)
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """A parsed ``index.json`` (format ``neurofm-shards/1``)."""
+
+    path: Path
+    dataset: str
+    sfreq: float
+    n_samples: int
+    subjects: list[str]
+    shards: list[ShardInfo]
+    classes: list[str] = field(default_factory=list)
+    paradigm: str | None = None
+    preproc_hash: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the whole file, for provenance
+
+    def select_shards(
+        self, subjects: SubjectSpec = None, exclude_subjects: SubjectSpec = None, *, strict: bool = True
+    ) -> list[ShardInfo]:
+        """Shards of ``subjects`` (all when None) minus ``exclude_subjects``, in index order.
+
+        With ``strict``, a subject named in ``subjects`` that has no shard here is an error (a typo
+        would otherwise silently train on nothing).
+        """
+        subjects, exclude_subjects = _tuple(subjects), _tuple(exclude_subjects)
+        if strict and subjects is not None:
+            _check_known(subjects, [self])
+        return [
+            s for s in self.shards
+            if (subjects is None or s.matches(subjects)) and not s.matches(exclude_subjects or ())
+        ]
+
+    def select(
+        self, subjects: SubjectSpec = None, exclude_subjects: SubjectSpec = None, *, strict: bool = True
+    ) -> list[str]:
+        """Shard urls of :meth:`select_shards`."""
+        return [s.url for s in self.select_shards(subjects, exclude_subjects, strict=strict)]
+
+
+def _subject_matches(dataset: str, subject: str, specs: Iterable[str]) -> bool:
+    return any(spec == subject or spec == f"{dataset}/{subject}" for spec in specs)
+
+
+def _check_known(subjects: Sequence[str], indexes: Sequence[ShardIndex]) -> None:
+    shards = [s for index in indexes for s in index.shards]
+    unknown = [spec for spec in subjects if not any(s.matches([spec]) for s in shards)]
+    if unknown:
+        known = sorted({f"{s.dataset}/{s.subject}" for s in shards})
+        where = ", ".join(str(index.path) for index in indexes)
+        raise ValueError(f"subjects {unknown} have no shard in {where}; known subjects: {known}")
+
+
+def resolve_url(url: str, root: Path) -> str:
+    """A shard url relative to the index folder becomes absolute; absolute paths and URLs stay."""
+    if "://" in url or url.startswith("pipe:") or Path(url).is_absolute():
+        return url
+    return str((root / url).resolve())
+
+
+def _index_file(path: PathLike) -> Path:
+    path = Path(path).expanduser()
+    if path.is_dir():
+        candidate = path / INDEX_NAME
+        if not candidate.is_file():
+            parts = sorted(p.name for p in path.glob("index.part-*.json"))
+            hint = f" (found {parts}: combine them with `neurofm index merge`)" if parts else ""
+            raise FileNotFoundError(f"no {INDEX_NAME} in prepared-dataset folder {path}{hint}")
+        return candidate
+    if not path.is_file():
+        raise FileNotFoundError(f"prepared-dataset index not found: {path}")
+    return path
+
+
+def _require(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if name not in obj:
+        raise ValueError(f"{where}: missing field '{name}'")
+    value = obj[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"{where}: field '{name}' has type {type(value).__name__}, expected {kind}")
+    return value
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _parse_shard(entry: Any, i: int, dataset: str, root: Path, where: str) -> ShardInfo:
+    where = f"{where}: shards[{i}]"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} is {type(entry).__name__}, expected an object")
+    n_chans = entry.get("n_chans")
+    return ShardInfo(
+        url=resolve_url(_require(entry, "url", str, where), root),
+        n_samples=_require(entry, "n_samples", int, where),
+        subject=str(_require(entry, "subject", (str, int), where)),
+        dataset=dataset,
+        recording=str(entry.get("recording", "")),
+        session=_optional_str(entry.get("session")),
+        run=_optional_str(entry.get("run")),
+        n_chans=None if n_chans is None else int(n_chans),
+        sha256=entry.get("sha256"),
+    )
+
+
+def load_index(path: PathLike) -> ShardIndex:
+    """Read ``index.json`` (or the one inside a prepared-dataset folder).
+
+    Raises ``FileNotFoundError`` naming the path, or ``ValueError`` naming the file and the field.
+    """
+    file = _index_file(path)
+    where = str(file)
+    try:
+        raw = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{where}: not valid JSON ({err})") from err
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: top level is {type(raw).__name__}, expected an object")
+    fmt = _require(raw, "format", str, where)
+    if fmt != FORMAT:
+        raise ValueError(f"{where}: field 'format' is {fmt!r}, this reader understands {FORMAT!r}")
+    dataset = _require(raw, "dataset", str, where)
+    entries = _require(raw, "shards", list, where)
+    shards = [_parse_shard(e, i, dataset, file.parent, where) for i, e in enumerate(entries)]
+    return ShardIndex(
+        path=file,
+        dataset=dataset,
+        sfreq=float(_require(raw, "sfreq", (int, float), where)),
+        n_samples=int(raw.get("n_samples", sum(s.n_samples for s in shards))),
+        subjects=[str(s) for s in raw.get("subjects") or sorted({s.subject for s in shards})],
+        shards=shards,
+        classes=list(raw.get("classes") or []),
+        paradigm=raw.get("paradigm"),
+        preproc_hash=raw.get("preproc_hash"),
+        raw=raw,
+    )
+
+
+def _as_indexes(paths: PathLike | ShardIndex | Sequence[PathLike | ShardIndex]) -> list[ShardIndex]:
+    if isinstance(paths, (str, Path, ShardIndex)):
+        paths = [paths]
+    indexes = [p if isinstance(p, ShardIndex) else load_index(p) for p in paths]
+    if not indexes:
+        raise ValueError("no prepared dataset given")
+    return indexes
+
+
+def select_shards(
+    indexes: Sequence[ShardIndex], subjects: SubjectSpec = None, exclude_subjects: SubjectSpec = None
+) -> list[ShardInfo]:
+    """Shards of several indexes; a subject in ``subjects`` must exist in at least one of them."""
+    subjects = _tuple(subjects)
+    if subjects is not None:
+        _check_known(subjects, indexes)
+    return [s for index in indexes for s in index.select_shards(subjects, exclude_subjects, strict=False)]
+
+
+# --------------------------------------------------------------------------------------------------
+# one sample
+
+
+@dataclass
+class Sample:
+    """One decoded window. ``x``: (n_chans, n_times) float32; ``pos``: (n_chans, 3), NaN if unknown."""
+
+    key: str
+    x: np.ndarray
+    ch_names: list[str]
+    ch_types: list[str]
+    pos: np.ndarray
+    bad_channels: list[str]
+    label: int  # label_id, -1 for unlabelled windows
+    subject: str
+    dataset: str
+    sfreq: float
+    url: str
+    meta: dict[str, Any] = field(repr=False)  # the whole .json member
+
+
+def _positions(ch_pos: Any, n_chans: int, where: str) -> np.ndarray:
+    if ch_pos is None:
+        return np.full((n_chans, 3), np.nan, dtype=np.float32)
+    rows = [[np.nan if v is None else v for v in p] for p in ch_pos]
+    pos = np.asarray(rows, dtype=np.float32).reshape(-1, 3) if rows else np.zeros((0, 3), np.float32)
+    if pos.shape != (n_chans, 3):
+        raise ValueError(f"{where}: ch_pos has shape {pos.shape}, expected ({n_chans}, 3)")
+    return pos
+
+
+def decode_sample(raw: dict[str, Any]) -> Sample:
+    """A webdataset sample (``__key__``, ``npy``, ``json`` bytes) to a :class:`Sample`.
+
+    ``.npy`` is read with ``allow_pickle=False``: a shard can never run code on the reader.
+    Members other than ``.npy``/``.json`` are ignored, never decoded.
+    """
+    key = raw.get("__key__", "?")
+    where = f"sample {key} in {raw.get('__url__', '?')}"
+    for member in ("npy", "json"):
+        if member not in raw:
+            raise ValueError(f"{where}: missing member .{member} (has {sorted(raw)})")
+    x = np.load(io.BytesIO(raw["npy"]), allow_pickle=False)
+    if x.dtype != np.float32 or x.ndim != 2:
+        raise ValueError(f"{where}: .npy is {x.dtype} {x.shape}, expected float32 (n_chans, n_times)")
+    meta = json.loads(raw["json"])
+    ch_names = list(meta.get("ch_names") or [])
+    if len(ch_names) != x.shape[0]:
+        raise ValueError(f"{where}: {len(ch_names)} ch_names for {x.shape[0]} channels")
+    label = meta.get("label_id")
+    return Sample(
+        key=key,
+        x=x,
+        ch_names=ch_names,
+        ch_types=list(meta.get("ch_types") or ["eeg"] * x.shape[0]),
+        pos=_positions(meta.get("ch_pos"), x.shape[0], where),
+        bad_channels=list(meta.get("bad_channels") or []),
+        label=-1 if label is None else int(label),
+        subject=str(meta.get("subject", "")),
+        dataset=str(meta.get("dataset", "")),
+        sfreq=float(meta["sfreq"]),
+        url=str(raw.get("__url__", "")),
+        meta=meta,
+    )
+
+
+@dataclass(frozen=True)
+class SubjectFilter:
+    """Sample-level safety net behind the shard-level subject selection (picklable for workers)."""
+
+    subjects: tuple[str, ...] | None = None
+    exclude_subjects: tuple[str, ...] = ()
+
+    def __call__(self, sample: Sample) -> bool:
+        keep = self.subjects is None or _subject_matches(sample.dataset, sample.subject, self.subjects)
+        return keep and not _subject_matches(sample.dataset, sample.subject, self.exclude_subjects)
+
+
+def guarded_select(src: Iterable[Sample], keep: Callable[[Sample], bool]) -> Iterator[Sample]:
+    """Samples that ``keep`` accepts; a rejected one means index.json and the shard disagree.
+
+    Rejections are warned about, and a long run of them is an error: an endless train stream whose
+    shards hold none of the selected subjects would otherwise spin without ever yielding a batch.
+    """
+    rejected = 0
+    for sample in src:
+        if keep(sample):
+            rejected = 0
+            yield sample
+            continue
+        if rejected == 0:
+            warnings.warn(f"skipping sample {sample.key} in {sample.url}: its subject {sample.subject!r} is "
+                          "not selected although index.json lists its shard under a selected subject",
+                          stacklevel=2)
+        rejected += 1
+        if rejected >= _MAX_REJECTED_IN_A_ROW:
+            raise ValueError(f"{rejected} samples in a row rejected by {keep} (last: {sample.key} in "
+                             f"{sample.url}); index.json does not match the shards' metadata")
+
+
+# --------------------------------------------------------------------------------------------------
+# batches
+
+
+@dataclass
+class Batch:
+    """Windows of mixed montages padded to the batch's largest channel count ``C``.
+
+    ``chan_mask`` is True for a real channel that is not bad (bad channels are masked when the
+    collate has ``mask_bad_channels=True``). A channel without a known position stays in
+    ``chan_mask`` (its signal is real; a model can still use its name) but has ``pos_known`` False
+    and ``pos`` 0. Padded channels: ``x`` 0, ``pos`` 0, both masks False.
+    """
+
+    x: torch.Tensor  # (B, C, T) float32
+    chan_mask: torch.Tensor  # (B, C) bool
+    pos: torch.Tensor  # (B, C, 3) float32, metres, MNE head frame
+    pos_known: torch.Tensor  # (B, C) bool
+    label: torch.Tensor  # (B,) long, -1 = unlabelled
+    subject: list[str]
+    dataset: list[str]
+    key: list[str]
+    ch_names: list[list[str]]  # unpadded, per window
+    ch_types: list[list[str]]
+    sfreq: float
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def _map_tensors(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        tensors = {k: fn(getattr(self, k)) for k in ("x", "chan_mask", "pos", "pos_known", "label")}
+        return Batch(**{**self.__dict__, **tensors})
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """Tensors moved to ``device`` (Lightning calls this through ``transfer_batch_to_device``)."""
+        return self._map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        """Called by ``DataLoader(pin_memory=True)``."""
+        return self._map_tensors(lambda t: t.pin_memory())
+
+
+def _check_uniform(samples: Sequence[Sample], name: str, get: Callable[[Sample], Any]) -> Any:
+    values = {get(s) for s in samples}
+    if len(values) > 1:
+        raise ValueError(f"cannot batch windows with different {name}: { {s.key: get(s) for s in samples} }")
+    return values.pop()
+
+
+def collate_samples(samples: Sequence[Sample], mask_bad_channels: bool = True) -> Batch:
+    """Pad ``samples`` to the largest channel count; all must share ``n_times`` and ``sfreq``."""
+    if not samples:
+        raise ValueError("cannot collate an empty batch")
+    n_times = _check_uniform(samples, "n_times", lambda s: s.x.shape[1])
+    sfreq = _check_uniform(samples, "sfreq", lambda s: s.sfreq)
+    n_batch, n_chans = len(samples), max(s.x.shape[0] for s in samples)
+    x = np.zeros((n_batch, n_chans, n_times), np.float32)  # (B, C, T)
+    pos = np.zeros((n_batch, n_chans, 3), np.float32)  # (B, C, 3)
+    chan_mask = np.zeros((n_batch, n_chans), bool)  # (B, C)
+    pos_known = np.zeros((n_batch, n_chans), bool)  # (B, C)
+    for i, s in enumerate(samples):
+        c = s.x.shape[0]
+        x[i, :c] = s.x
+        known = np.isfinite(s.pos).all(axis=1)  # (c,)
+        pos[i, :c] = np.where(known[:, None], s.pos, 0.0)
+        pos_known[i, :c] = known
+        bad = set(s.bad_channels) if mask_bad_channels else set()
+        chan_mask[i, :c] = [name not in bad for name in s.ch_names]
+    return Batch(
+        x=torch.from_numpy(x),
+        chan_mask=torch.from_numpy(chan_mask),
+        pos=torch.from_numpy(pos),
+        pos_known=torch.from_numpy(pos_known),
+        label=torch.tensor([s.label for s in samples], dtype=torch.long),
+        subject=[s.subject for s in samples],
+        dataset=[s.dataset for s in samples],
+        key=[s.key for s in samples],
+        ch_names=[s.ch_names for s in samples],
+        ch_types=[s.ch_types for s in samples],
+        sfreq=float(sfreq),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# seeded pipeline stages
+
+
+def _worker() -> tuple[int, int]:
+    """(worker id, number of workers) of the DataLoader worker running this code; (0, 1) in main."""
+    info = torch.utils.data.get_worker_info()
+    return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+def _derive_seed(*parts: int) -> int:
+    """A 64-bit seed from non-negative ints, identical in every process (unlike ``hash(str)``)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0])
+
+
+class _EpochSeeded:
+    """Owns ``(seed, rank)``, an epoch set from the main process, and a per-process pass counter.
+
+    With non-persistent workers each epoch re-creates the workers from the main process's copy, so
+    ``epoch`` arrives there; ``passes`` counts the passes made in this process (it moves with
+    ``num_workers=0`` or persistent workers). Both enter the seed, so every pass differs.
+    """
+
+    def __init__(self, seed: int, rank: int, salt: int) -> None:
+        self.seed, self.rank, self.salt = seed, rank, salt
+        self.epoch = 0
+        self.passes = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def next_rng(self) -> random.Random:
+        worker, _ = _worker()
+        rng = random.Random(_derive_seed(self.salt, self.seed, self.epoch, self.passes, self.rank, worker))
+        self.passes += 1
+        return rng
+
+
+class SeededResampledShards(torch.utils.data.IterableDataset, _EpochSeeded):
+    """Endless shard urls drawn with replacement, from a generator seeded by (seed, epoch, rank, worker)."""
+
+    def __init__(self, urls: Sequence[str], seed: int, rank: int) -> None:
+        if not urls:
+            raise ValueError("no shards to sample from")
+        torch.utils.data.IterableDataset.__init__(self)
+        _EpochSeeded.__init__(self, seed, rank, salt=1)
+        self.urls = list(urls)
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        rng = self.next_rng()
+        for _ in range(_ENDLESS):
+            yield {"url": self.urls[rng.randrange(len(self.urls))]}
+
+
+class SeededShuffle(wds.PipelineStage, _EpochSeeded):
+    """``wds.shuffle`` with a buffer of ``bufsize`` samples and a generator seeded like the shards."""
+
+    def __init__(self, bufsize: int, seed: int, rank: int) -> None:
+        _EpochSeeded.__init__(self, seed, rank, salt=2)
+        self.bufsize = bufsize
+
+    def run(self, src: Iterable[Any]) -> Iterator[Any]:
+        initial = min(_SHUFFLE_INITIAL, self.bufsize)
+        return wds.shuffle(self.bufsize, initial=initial, rng=self.next_rng())(iter(src))
+
+
+def split_by_rank(src: Iterable[Any], rank: int, world_size: int) -> Iterator[Any]:
+    """``wds.split_by_node`` with the rank given (resolved in the main process, see module doc)."""
+    yield from (src if world_size == 1 else (x for i, x in enumerate(src) if i % world_size == rank))
+
+
+def dist_info(trainer: L.Trainer | None = None) -> tuple[int, int]:
+    """(rank, world size): from the Lightning trainer, else env RANK/WORLD_SIZE or torch.distributed."""
+    if trainer is not None:
+        return trainer.global_rank, trainer.world_size
+    rank, world_size, _, _ = wds.utils.pytorch_worker_info()
+    return rank, world_size
+
+
+# --------------------------------------------------------------------------------------------------
+# datasets and loaders
+
+
+def train_pipeline(
+    urls: Sequence[str],
+    batch_size: int,
+    *,
+    seed: int = 0,
+    rank: int = 0,
+    shuffle_buffer: int = 1000,
+    sample_filter: Callable[[Sample], bool] = SubjectFilter(),
+    mask_bad_channels: bool = True,
+) -> wds.DataPipeline:
+    """Endless stream of full batches: resampled shards → samples → filter → shuffle → collate.
+
+    No node/worker splitter: each (rank, worker) draws its own shards from its own seed.
+    """
+    return wds.DataPipeline(
+        SeededResampledShards(urls, seed, rank),
+        wds.tarfile_to_samples(),
+        wds.map(decode_sample),
+        partial(guarded_select, keep=sample_filter),
+        SeededShuffle(shuffle_buffer, seed, rank) if shuffle_buffer > 1 else None,
+        wds.batched(batch_size, collation_fn=partial(collate_samples, mask_bad_channels=mask_bad_channels),
+                    partial=False),
+    )
+
+
+def eval_pipeline(
+    urls: Sequence[str],
+    batch_size: int | None,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    sample_filter: Callable[[Sample], bool] = SubjectFilter(),
+    mask_bad_channels: bool = True,
+) -> wds.WebDataset:
+    """Every sample of ``urls`` once: shards split over ranks, then workers, never shuffled.
+
+    ``batch_size=None`` yields :class:`Sample` objects instead of batches. A rank or worker may get
+    no shard (more workers than shards): it then yields nothing rather than failing.
+    """
+    dataset = wds.WebDataset(
+        list(urls),
+        resampled=False,
+        shardshuffle=False,
+        nodesplitter=partial(split_by_rank, rank=rank, world_size=world_size),
+        workersplitter=wds.split_by_worker,
+        empty_check=False,
+    )
+    dataset = dataset.map(decode_sample).compose(partial(guarded_select, keep=sample_filter))
+    if batch_size is None:
+        return dataset
+    collate = partial(collate_samples, mask_bad_channels=mask_bad_channels)
+    return dataset.batched(batch_size, collation_fn=collate, partial=True)
+
+
+class ShardLoader:
+    """Iterable over :class:`Batch`; one ``iter()`` is one epoch.
+
+    Counts its own epochs and hands the number to the pipeline's seeded stages before each epoch
+    (Lightning calls ``set_epoch`` only on a DataLoader's sampler), so epoch k of a run is the same
+    for a given seed and number of workers, even when the workers are re-created every epoch.
+    """
+
+    def __init__(
+        self,
+        pipeline: wds.DataPipeline,
+        *,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        n_batches: int | None = None,
+    ) -> None:
+        # Not `.dataset`: Lightning would warn about an IterableDataset with a __len__ there.
+        self.pipeline = pipeline
+        self.n_batches = n_batches
+        self.epoch = 0
+        # batch_size=None: the pipeline batches inside the workers (a worker yields whole batches).
+        loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
+        self.loader = loader if n_batches is None else loader.with_epoch(n_batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[Batch]:
+        for stage in self.pipeline.pipeline:
+            if isinstance(stage, _EpochSeeded):
+                stage.set_epoch(self.epoch)
+        self.epoch += 1
+        return iter(self.loader)
+
+    def __len__(self) -> int:
+        if self.n_batches is None:
+            raise TypeError("an eval ShardLoader has no length (it depends on the shard split)")
+        return self.n_batches
+
+
+def batches_per_epoch(n_samples: int, batch_size: int, world_size: int) -> int:
+    """Full batches per rank for one pass over ``n_samples`` in expectation (at least 1)."""
+    return max(1, n_samples // (batch_size * world_size))
+
+
+def iter_samples(
+    index_path: PathLike | ShardIndex | Sequence[PathLike | ShardIndex],
+    subjects: SubjectSpec = None,
+    exclude_subjects: SubjectSpec = None,
+) -> Iterator[Sample]:
+    """Every sample of the selected subjects, in index order, in this process (no workers, no ranks)."""
+    shards = select_shards(_as_indexes(index_path), subjects, exclude_subjects)
+    if not shards:
+        return
+    sample_filter = SubjectFilter(_tuple(subjects), _tuple(exclude_subjects) or ())
+    yield from eval_pipeline([s.url for s in shards], None, sample_filter=sample_filter)
+
+
+def _tuple(specs: SubjectSpec) -> tuple[str, ...] | None:
+    if isinstance(specs, str):
+        raise TypeError(f"subjects must be a list of strings, got the string {specs!r}")
+    return None if specs is None else tuple(str(s) for s in specs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Lightning
+
+
+class ShardDataModule(L.LightningDataModule):
+    """Train/val/test loaders over one or more prepared datasets.
+
+    Subjects: ``subjects`` (all when None) minus ``exclude_subjects`` minus ``val_subjects`` and
+    ``test_subjects`` train; ``val_subjects``/``test_subjects`` (minus ``exclude_subjects``) give the
+    val/test loaders, an empty list of loaders when None. A subject is ``"01"`` or, to tell datasets
+    apart, ``"dataset/01"``.
+
+    Rank and world size come from the attached trainer, else from env ``RANK``/``WORLD_SIZE`` or
+    ``torch.distributed``. Each rank gets ``train_batches_per_epoch`` full batches per epoch
+    (default: training samples // (batch_size * world size)). Eval loaders split shards over ranks,
+    so under DDP ranks may get different numbers of val batches: log with ``sync_dist`` only from
+    ``on_validation_epoch_end``, or validate on one device.
+    """
+
+    def __init__(
+        self,
+        index_paths: PathLike | Sequence[PathLike],
+        *,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        subjects: Sequence[str] | None = None,
+        exclude_subjects: Sequence[str] | None = None,
+        val_subjects: Sequence[str] | None = None,
+        test_subjects: Sequence[str] | None = None,
+        train_batches_per_epoch: int | None = None,
+        mask_bad_channels: bool = True,
+        pin_memory: bool = False,
+        eval_batch_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or num_workers < 0 or shuffle_buffer < 0 or seed < 0:
+            raise ValueError(f"{batch_size=} must be >= 1, {num_workers=}, {shuffle_buffer=} and {seed=} >= 0")
+        if train_batches_per_epoch is not None and train_batches_per_epoch < 1:
+            raise ValueError(f"{train_batches_per_epoch=} must be >= 1")
+        self.save_hyperparameters()
+        self.indexes = _as_indexes(index_paths if isinstance(index_paths, (str, Path)) else list(index_paths))
+        sfreqs = {str(index.path): index.sfreq for index in self.indexes}
+        if len(set(sfreqs.values())) > 1:
+            raise ValueError(f"prepared datasets have different sfreq and cannot share batches: {sfreqs}")
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.shuffle_buffer, self.seed = shuffle_buffer, seed
+        self.mask_bad_channels, self.pin_memory = mask_bad_channels, pin_memory
+        self.train_batches_per_epoch = train_batches_per_epoch
+        held_out = [*(val_subjects or ()), *(test_subjects or ())]
+        exclude = _tuple(exclude_subjects) or ()
+        self.train_filter = SubjectFilter(_tuple(subjects), (*exclude, *held_out))
+        self.val_filter = None if val_subjects is None else SubjectFilter(_tuple(val_subjects), exclude)
+        self.test_filter = None if test_subjects is None else SubjectFilter(_tuple(test_subjects), exclude)
+        # Fail now on unknown subjects or an empty val/test split; an empty train split is an error
+        # only when training asks for it (an eval-only module is fine).
+        self.shards(self.train_filter)
+        self._nonempty_shards("val", self.val_filter)
+        self._nonempty_shards("test", self.test_filter)
+
+    def shards(self, subject_filter: SubjectFilter) -> list[ShardInfo]:
+        """Shards selected by ``subject_filter`` (unknown subjects in it are an error)."""
+        return select_shards(self.indexes, subject_filter.subjects, subject_filter.exclude_subjects)
+
+    def _nonempty_shards(self, split: str, subject_filter: SubjectFilter | None) -> list[ShardInfo]:
+        shards = [] if subject_filter is None else self.shards(subject_filter)
+        if subject_filter is not None and not shards:
+            raise ValueError(f"no {split} shards left in {[str(i.path) for i in self.indexes]} for "
+                             f"subjects={subject_filter.subjects} minus {list(subject_filter.exclude_subjects)}")
+        return shards
+
+    def train_dataloader(self) -> ShardLoader:
+        rank, world_size = dist_info(self.trainer)
+        shards = self._nonempty_shards("train", self.train_filter)
+        n_batches = self.train_batches_per_epoch or batches_per_epoch(
+            sum(s.n_samples for s in shards), self.batch_size, world_size
+        )
+        pipeline = train_pipeline(
+            [s.url for s in shards], self.batch_size, seed=self.seed, rank=rank,
+            shuffle_buffer=self.shuffle_buffer, sample_filter=self.train_filter,
+            mask_bad_channels=self.mask_bad_channels,
+        )
+        return ShardLoader(pipeline, num_workers=self.num_workers, pin_memory=self.pin_memory, n_batches=n_batches)
+
+    def _eval_loader(self, subject_filter: SubjectFilter | None) -> ShardLoader | list:
+        if subject_filter is None:
+            return []  # Lightning skips validation / testing on an empty list of loaders
+        rank, world_size = dist_info(self.trainer)
+        pipeline = eval_pipeline(
+            [s.url for s in self._nonempty_shards("eval", subject_filter)], self.eval_batch_size, rank=rank,
+            world_size=world_size, sample_filter=subject_filter, mask_bad_channels=self.mask_bad_channels,
+        )
+        return ShardLoader(pipeline, num_workers=self.num_workers, pin_memory=self.pin_memory)
+
+    def val_dataloader(self) -> ShardLoader | list:
+        return self._eval_loader(self.val_filter)
+
+    def test_dataloader(self) -> ShardLoader | list:
+        return self._eval_loader(self.test_filter)

@@ -1,0 +1,1 @@
+"""RVQ tokenizers for M/EEG (see the tokenizer issue)."""
