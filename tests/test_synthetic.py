@@ -330,7 +330,7 @@ def band_power(raw, ch: str, labels_wanted: str, band: tuple[float, float]) -> f
 def test_eyes_closed_raise_occipital_alpha():
     raw = generate_raw(small("resting", trials_per_class=4, bad_channel_prob=0.0), 0)
     ratio = band_power(raw, "O1", "eyes_closed", (8, 12)) / band_power(raw, "O1", "eyes_open", (8, 12))
-    assert 1.8 < ratio < 6
+    assert 1.8 < ratio < 10  # ~3x in power, times the subject's responsiveness and epoch noise
 
 
 def test_sleep_stages_have_their_spectra():

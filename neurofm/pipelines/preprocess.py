@@ -218,7 +218,10 @@ def _detect_bad(raw, cfg, report):
     for ctype in sorted(set(raw.get_channel_types())):
         idx = np.array([i for i, t in enumerate(raw.get_channel_types()) if t == ctype])
         scale = UNIT_SCALE.get(ctype, (1.0, ""))[0]
-        sd = data[idx].std(axis=1) * scale
+        x = data[idx] * scale  # (C, T)
+        # Robust SD (MAD) per channel: sparse, large events such as blinks do not make a
+        # frontal channel "noisy"; a channel that is noisy all the time still stands out.
+        sd = np.median(np.abs(x - np.median(x, axis=1, keepdims=True)), axis=1) * 1.4826
         flat = sd < cfg.flat_uv
         noisy = np.zeros_like(flat)
         if len(idx) >= 4:

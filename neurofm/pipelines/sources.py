@@ -7,6 +7,7 @@ synthetic run, one MOABB subject) and loads an item into one or more ``Loaded`` 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -81,11 +82,21 @@ def _list_files(manifest: Manifest) -> list[Item]:
     return items
 
 
+_TRUNCATED = ("does not match the file size", "file is truncated", "truncated")
+
+
 def _read_raw(path: str, read_kwargs: dict) -> mne.io.BaseRaw:
+    """``mne.io.read_raw`` that refuses empty and truncated files instead of guessing their length."""
     p = Path(path)
     if p.stat().st_size == 0:
         raise ValueError("file is empty (0 bytes)")
-    return mne.io.read_raw(p, preload=True, verbose="error", **read_kwargs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        raw = mne.io.read_raw(p, preload=True, verbose="warning", **read_kwargs)
+    for w in caught:
+        if any(t in str(w.message) for t in _TRUNCATED):
+            raise ValueError(f"truncated file: {w.message}")
+    return raw
 
 
 def _load_file(manifest: Manifest, item: Item) -> list[Loaded]:

@@ -25,10 +25,10 @@ def print_summary(s: PrepareSummary, console: Console | None = None) -> None:
         t.add_row(k, v)
     console.print(t)
     for w in s.warnings[:10]:
-        console.print(f"[yellow]warning[/]: {w}")
+        console.print(f"[yellow]warning[/]: {w}", soft_wrap=True)
     if len(s.warnings) > 10:
         console.print(f"[yellow]… {len(s.warnings) - 10} more warnings in {s.out}/report.json[/]")
     for f in s.failures:
-        console.print(f"[red]failed[/]: {f.path or f.item}: {f.reason}")
+        console.print(f"[red]failed[/]: {f.path or f.item}: {f.reason}", soft_wrap=True)
     if s.failures:
-        console.print(f"[red]{s.n_failed} recording(s) failed[/]; details in {s.out}/errors*.jsonl")
+        console.print(f"[red]{s.n_failed} recording(s) failed[/]; details in {s.out}/errors*.jsonl", soft_wrap=True)

@@ -16,7 +16,12 @@ into volts (EEG), tesla (magnetometers) or tesla per metre (gradiometers), like 
 
 Each paradigm turns per-trial *latents* (ERD depth, P300 amplitude, SSVEP amplitude, state power)
 into effects on those sources; :func:`trial_latents` returns them without rendering signals, and
-:func:`oracle_score` classifies them leave-one-subject-out: the ceiling a decoder could reach.
+:func:`oracle_score` classifies them leave-one-subject-out: the ceiling a decoder could reach::
+
+    cfg = SyntheticConfig(paradigm="motor_imagery", n_subjects=9, montage="eeg22")
+    raw = generate_raw(cfg, subject=0, session=0, run=1)  # RawArray in volts, trials annotated
+    lat = trial_latents(cfg, 0, 0, 1)                      # the same trials, and their latents
+    oracle_score(cfg).balanced_accuracy                    # the leave-one-subject-out ceiling
 
 Every random draw comes from ``SeedSequence(seed, spawn_key=(subject, session, run, stream))``
 (:class:`_Stream`), so a recording is a pure function of ``(cfg, subject, session, run)``, and the
@@ -645,15 +650,17 @@ class _Erp(_ParadigmBase):
     def features(self, cfg: SyntheticConfig, phys: SubjectPhysiology, labels: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, tuple[str, ...]]:
         target = (labels == "target") & _attended(cfg, len(labels), rng)
-        # Non-targets evoke a small P3 too (10 %); targets add the class effect.
-        gain = 0.1 + cfg.effect_size * phys.responsiveness * target
-        amp = phys.p300_uv * gain * rng.lognormal(0.0, 0.25, len(labels))
+        # Non-targets evoke a small P3 too (30 %); targets add the class effect.
+        gain = 0.3 + cfg.effect_size * phys.responsiveness * target
+        log_amp = np.log(phys.p300_uv * gain) + rng.normal(0.0, 0.3, len(labels))
         latency = phys.p300_latency_s + rng.normal(0.0, 0.03, len(labels))
-        return np.c_[amp, latency], ("p300_uv", "p300_latency_s")
+        # Log amplitude: the target/non-target ratio, not the difference, is common to subjects.
+        return np.c_[log_amp, latency], ("log_p300_uv", "p300_latency_s")
 
     def effects(self, ctx: _RenderContext) -> _Effects:
         lat, n, fs = ctx.latents, ctx.n_times, ctx.sfreq
-        p300 = _gaussian_events(n, fs, lat.onsets + lat.features[:, 1], lat.features[:, 0], 0.1)
+        amp = np.exp(lat.features[:, 0])  # (n_trials,) µV
+        p300 = _gaussian_events(n, fs, lat.onsets + lat.features[:, 1], amp, 0.1)
         ones = np.ones(len(lat.onsets))
         n1p2 = (_gaussian_events(n, fs, lat.onsets + 0.10, -ctx.phys.n1_uv * ones, 0.025)
                 + _gaussian_events(n, fs, lat.onsets + 0.19, 0.7 * ctx.phys.n1_uv * ones, 0.035))
@@ -661,6 +668,7 @@ class _Erp(_ParadigmBase):
 
 
 SSVEP_HARMONICS = ((1, 1.0), (2, 0.4), (3, 0.15))  # (multiple of the stimulus frequency, amplitude)
+SSVEP_UNATTENDED = 0.25  # response to a stimulus in view but not attended, x the attended one
 
 
 @_register("ssvep")
@@ -676,23 +684,25 @@ class _Ssvep(_ParadigmBase):
     def features(self, cfg: SyntheticConfig, phys: SubjectPhysiology, labels: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, tuple[str, ...]]:
         onehot = labels[:, None] == np.array(self.classes(cfg))[None, :]  # (n_trials, n_freqs)
-        onehot = onehot & _attended(cfg, len(labels), rng)[:, None]
-        # The response weakens with frequency (roughly 1/sqrt(f) over 6-20 Hz).
-        base = phys.ssvep_uv * np.sqrt(10.0 / np.array(cfg.ssvep_freqs))
-        amp = cfg.effect_size * phys.responsiveness * base * onehot
-        amp = amp * rng.lognormal(0.0, 0.25, amp.shape)
-        return amp, tuple(f"ssvep_uv_{f:.1f}hz" for f in cfg.ssvep_freqs)
+        attended = onehot & _attended(cfg, len(labels), rng)[:, None]
+        # Every stimulus flickers on screen; attention enhances the attended one. The response
+        # weakens with frequency (roughly 1/sqrt(f) over 6-20 Hz).
+        base = phys.ssvep_uv * np.sqrt(10.0 / np.array(cfg.ssvep_freqs))  # (n_freqs,)
+        gain = SSVEP_UNATTENDED + cfg.effect_size * phys.responsiveness * attended
+        log_amp = np.log(base * gain) + rng.normal(0.0, 0.25, gain.shape)
+        return log_amp, tuple(f"log_ssvep_uv_{f:.1f}hz" for f in cfg.ssvep_freqs)
 
     def effects(self, ctx: _RenderContext) -> _Effects:
         lat, fs = ctx.latents, ctx.sfreq
         wave = np.zeros(ctx.n_times)
-        for onset, dur, amps in zip(lat.onsets, lat.durations, lat.features[:, :-1]):
+        amplitudes = np.exp(lat.features[:, : len(ctx.cfg.ssvep_freqs)])  # (n_trials, n_freqs) µV
+        for onset, dur, amps in zip(lat.onsets, lat.durations, amplitudes):
             i0, i1 = int(round(onset * fs)), int(round((onset + dur) * fs))
             t = np.arange(i1 - i0) / fs - ctx.phys.ssvep_latency_s  # (n_trial_times,)
             taper = np.clip(np.minimum(t + ctx.phys.ssvep_latency_s, dur - t) / 0.2, 0.0, 1.0)
             for f, a in zip(ctx.cfg.ssvep_freqs, amps):
                 for h, rel in SSVEP_HARMONICS:
-                    if a and h * f < fs / 2:
+                    if h * f < fs / 2:
                         wave[i0:i1] += a * rel * math.sqrt(2) * taper * np.sin(2 * np.pi * h * f * t)
         return _Effects(evoked={"visual": wave})
 
@@ -729,14 +739,16 @@ class _Resting(_ParadigmBase):
 
 
 # Amplitude gain of each band per stage (AASM: W alpha, N1 theta, N2 spindles, N3 slow waves > 75 µV
-# peak-to-peak, REM theta with low alpha), and the blink rate.
+# peak-to-peak, REM theta with low alpha; 0.02 = absent), and the blink rate.
 SLEEP_GAINS: dict[str, dict[str, float]] = {
-    "W": {"alpha": 1.0, "beta": 1.2, "theta": 0.5, "delta": 0.3, "spindle": 0.0, "blink": 1.0},
+    "W": {"alpha": 1.0, "beta": 1.2, "theta": 0.5, "delta": 0.3, "spindle": 0.02, "blink": 1.0},
     "N1": {"alpha": 0.35, "beta": 0.7, "theta": 1.3, "delta": 0.7, "spindle": 0.1, "blink": 0.2},
     "N2": {"alpha": 0.2, "beta": 0.5, "theta": 1.0, "delta": 1.5, "spindle": 1.0, "blink": 0.0},
     "N3": {"alpha": 0.15, "beta": 0.4, "theta": 1.0, "delta": 4.0, "spindle": 0.4, "blink": 0.0},
-    "REM": {"alpha": 0.4, "beta": 0.7, "theta": 1.2, "delta": 0.6, "spindle": 0.0, "blink": 0.0},
+    "REM": {"alpha": 0.4, "beta": 0.7, "theta": 1.2, "delta": 0.6, "spindle": 0.02, "blink": 0.0},
 }
+SLEEP_LOG_GAINS = {stage: {b: math.log(g) for b, g in gains.items() if b != "blink"}
+                   for stage, gains in SLEEP_GAINS.items()}
 SLEEP_BANDS = ("alpha", "beta", "theta", "delta", "spindle")
 SLEEP_RHYTHMS = {"alpha": ("alpha_left", "alpha_right", "mu_left", "mu_right", "mu_central"),
                  "beta": ("beta_left", "beta_right", "beta_central"), "theta": ("theta_midline",),
@@ -756,9 +768,9 @@ class _Sleep(_ParadigmBase):
                  rng: np.random.Generator) -> tuple[np.ndarray, tuple[str, ...]]:
         # Stages are defined by their EEG signatures, so every subject shows them fully: the
         # contrast is effect_size alone (no per-subject responsiveness).
-        gains = np.clip(_contrast(SLEEP_GAINS, labels, SLEEP_BANDS, cfg.effect_size), 0.0, None)
-        gains = gains * rng.lognormal(0.0, 0.2, gains.shape)  # (n_epochs, n_bands)
-        return gains, tuple(f"{b}_gain" for b in SLEEP_BANDS)
+        log_gains = _contrast(SLEEP_LOG_GAINS, labels, SLEEP_BANDS, cfg.effect_size)
+        log_gains = log_gains + rng.normal(0.0, 0.2, log_gains.shape)  # (n_epochs, n_bands)
+        return log_gains, tuple(f"log_{b}_gain" for b in SLEEP_BANDS)
 
     def blink_gain(self, cfg: SyntheticConfig, phys: SubjectPhysiology, labels: np.ndarray) -> np.ndarray:
         return _contrast(SLEEP_GAINS, labels, ["blink"], cfg.effect_size)[:, 0]
@@ -768,7 +780,7 @@ class _Sleep(_ParadigmBase):
         out = _Effects()
         for j, band in enumerate(SLEEP_BANDS):
             env = _window_envelope(ctx.n_times, ctx.sfreq, lat.onsets, lat.onsets + lat.durations,
-                                   lat.features[:, j], ramp_s=2.0)
+                                   np.exp(lat.features[:, j]), ramp_s=2.0)
             if band == "spindle":
                 env = env * _spindle_bursts(ctx)
             out.envelopes.update({name: env for name in SLEEP_RHYTHMS[band]})
@@ -922,13 +934,20 @@ def _evoked(ctx: _RenderContext, sensors: _SensorArray,
 
 
 def _background(ctx: _RenderContext, sensors: _SensorArray) -> np.ndarray:
+    """(n_ch, n_times) float32 aperiodic background mixed from the sources under the scalp."""
     src = _background_sources()  # (n_src, 3)
     gain = sensors.gain(src, np.full(len(src), BACKGROUND_DEPTH_M))  # (n_ch, n_src)
     gain *= ctx.phys.background_uv / _background_norm()
+    if gain.shape[0] < gain.shape[1]:
+        # All background sources share one spectrum, so G @ x (x: n_src i.i.d. processes) has the
+        # distribution of (U S) @ z, z: n_ch i.i.d. processes (G = U S V^T and V^T x is i.i.d.):
+        # a 4-channel sleep montage shapes 4 processes instead of 64.
+        u, sv, _ = np.linalg.svd(gain, full_matrices=False)
+        gain = u * sv  # (n_ch, n_ch)
     grid = _FftGrid(ctx.n_times, ctx.sfreq)
     response = _aperiodic_response(grid.freqs, ctx.phys.aperiodic_exponent)
     data = np.zeros((len(sensors.ch_names), ctx.n_times), dtype=np.float32)
-    for b in range(0, len(src), BACKGROUND_BATCH):
+    for b in range(0, gain.shape[1], BACKGROUND_BATCH):
         block = gain[:, b:b + BACKGROUND_BATCH].astype(np.float32)  # (n_ch, n_batch)
         data += block @ _shaped_noise(ctx.rng, grid, response, block.shape[1])
     return data
@@ -1109,9 +1128,10 @@ def _fold_score(x: np.ndarray, y: np.ndarray, test: np.ndarray, n_classes: int) 
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    informative = x[~test].std(0) > 1e-12  # constant features (e.g. all zero at effect_size 0)
+    informative = x[~test].std(0) > 1e-12  # drop constant features (blink counts without blinks)
     if not informative.any():
         return 1.0 / n_classes
-    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto", priors=np.full(n_classes, 1 / n_classes))
+    uniform = np.full(n_classes, 1 / n_classes)  # priors for balanced accuracy (ERP is 1:5)
+    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto", priors=uniform)
     model = make_pipeline(StandardScaler(), lda).fit(x[~test][:, informative], y[~test])
     return float(balanced_accuracy_score(y[test], model.predict(x[test][:, informative])))
