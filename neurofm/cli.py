@@ -44,7 +44,7 @@ def _index_merge(inputs: list[str], *, out: str, base_url: str | None = None, al
     Args:
         inputs: partial index files, globs, or folders holding index.part-*.json.
         out: the merged index path (e.g. DIR/index.json).
-        base_url: replace local shard locations by this prefix (https://... or `pipe:aws s3 cp s3://bucket/ds`).
+        base_url: new shard locations: a prefix (https://host/ds) or a template with {url} ("pipe:aws s3 cp s3://bucket/ds/{url} -").
         allow_partial: merge even when some parts are missing.
     """
     from .pipelines.shards import merge_indexes

@@ -146,9 +146,14 @@ def test_parts_and_merge_equal_the_whole(synth_prepared: Path, tmp_path: Path):
     key = lambda s: (s["recording"], s["sha256"], s["n_samples"])  # noqa: E731
     assert sorted(map(key, merged["shards"])) == sorted(map(key, whole["shards"]))
     assert merged["n_samples"] == whole["n_samples"] and merged["subjects"] == whole["subjects"]
-    rebased = merge_indexes([str(out)], tmp_path / "s3.json", base_url="pipe:aws s3 cp s3://bucket/ds")
+    rebased = merge_indexes([str(out)], tmp_path / "s3.json", base_url="pipe:aws s3 cp s3://bucket/ds/{url} -")
     assert rebased["shards"][0]["url"].startswith("pipe:aws s3 cp s3://bucket/ds/shards/")
     assert rebased["shards"][0]["url"].endswith(".tar -")
+    # any URL webdataset streams works: here a pipe: command reads the local shards
+    piped = merge_indexes([str(out)], tmp_path / "piped" / "index.json", base_url=f"pipe:cat {out}/{{url}}")
+    from neurofm.pipelines.loader import iter_samples
+
+    assert sum(1 for _ in iter_samples(tmp_path / "piped" / "index.json")) == piped["n_samples"]
 
 
 # ------------------------------------------------------------------ bad inputs

@@ -175,8 +175,8 @@ def merge_indexes(inputs: list[str], out: str | Path, base_url: str | None = Non
                   allow_partial: bool = False) -> dict:
     """Combine partial indexes (``--part i/n`` runs) into one; shard urls become relative to ``out``.
 
-    ``base_url`` (e.g. ``pipe:aws s3 cp s3://bucket/ds`` or ``https://host/ds``) replaces the
-    local location of every shard, for clusters that stream shards from object storage.
+    ``base_url`` (e.g. ``pipe:aws s3 cp s3://bucket/ds/{url} -`` or ``https://host/ds``) replaces
+    the local location of every shard, for clusters that stream shards from object storage.
     """
     out = Path(out)
     indexes = {p: json.loads(p.read_text()) for p in _collect(inputs)}
@@ -217,10 +217,9 @@ def _rebase(url: str, src: Path, dst: Path, base_url: str | None) -> str:
     if "://" in url or url.startswith("pipe:") or Path(url).is_absolute():
         return url
     if base_url:
-        if base_url.startswith("pipe:"):
-            # e.g. "pipe:aws s3 cp s3://bucket/ds" → "pipe:aws s3 cp s3://bucket/ds/shards/x.tar -"
-            return f"{base_url.rstrip('/')}/{url} -"
-        return f"{base_url.rstrip('/')}/{url}"
+        # "pipe:aws s3 cp s3://bucket/ds/{url} -" → the shard's relative path fills {url};
+        # without a placeholder ("https://host/ds") the relative path is appended.
+        return base_url.replace("{url}", url) if "{url}" in base_url else f"{base_url.rstrip('/')}/{url}"
     return os.path.relpath((src / url).resolve(), dst.resolve())
 
 
