@@ -55,6 +55,22 @@ def _index_merge(inputs: list[str], *, out: str, base_url: str | None = None, al
     return 0
 
 
+def _inspect(index: str, *, png: str | None = None, max_samples: int = 20000) -> int:
+    """Show what a prepared dataset holds: tables of windows, classes, subjects, channel sets.
+
+    Args:
+        index: a prepared dataset's index.json or its folder.
+        png: also write a figure here (example windows, class spectra, subjects, channel positions).
+        max_samples: windows read to count classes (and at most 2000 for the figure); the tables say when capped.
+    """
+    from .pipelines.inspect import plot_index, print_summary, summarize_index
+
+    print_summary(summarize_index(index, max_samples=max_samples))
+    if png is not None:
+        print(f"figure: {plot_index(index, png, max_samples=min(max_samples, 2000))}")
+    return 0
+
+
 def _quickstart(out: str = "runs/quickstart", workers: int = 2, progress: bool = True) -> int:
     """Run the main job on the built-in default: synthetic motor imagery → shards → summary.
 
@@ -72,6 +88,7 @@ COMMANDS = {
     "datasets": _datasets,
     "prepare": _prepare,
     "index": {"merge": _index_merge},
+    "inspect": _inspect,
     "quickstart": _quickstart,
 }
 

@@ -13,6 +13,7 @@ DEFAULT_MANIFEST = "synthetic_mi"
 
 
 def quickstart(out: str = "runs/quickstart", workers: int = 2, progress: bool = True) -> int:
+    from .pipelines.inspect import plot_index
     from .pipelines.loader import ShardDataModule
     from .pipelines.manifest import load_manifest, resolve_manifest
     from .pipelines.prepare import prepare
@@ -31,6 +32,8 @@ def quickstart(out: str = "runs/quickstart", workers: int = 2, progress: bool = 
     batch = next(iter(dm.train_dataloader()))
     console.print(f"batch x {tuple(batch.x.shape)} (batch, channels, samples), "
                   f"labels {batch.label.tolist()}")
+    figure = plot_index(summary.index, Path(out) / f"{manifest.name}.png")
+    console.print(f"figure of the prepared dataset (windows, spectra, subjects, channels): {figure}", soft_wrap=True)
     oracle = oracle_score(SyntheticConfig(**manifest.source.generator))
     console.print(f"oracle balanced accuracy on the generating features (LOSO): {oracle.balanced_accuracy:.3f} "
                   f"(chance {oracle.chance:.3f})")
