@@ -287,3 +287,13 @@ def test_loader_batches_two_prepared_montages_together(synth_prepared: Path, tmp
         bad = [i for i, name in enumerate(batch.ch_names[row]) if not batch.chan_mask[row, i]]
         assert len(bad) <= 1  # the generator breaks at most one channel per run
     assert set(batch.dataset) == {"tiny_mi", "tiny_mi32"}
+
+
+def test_annotation_only_edf_is_a_clear_failure(shared_data: Path, tmp_path: Path):
+    manifest = write_manifest(tmp_path, {
+        "name": "hypnogram", "paradigm": "sleep",
+        "source": {"kind": "files", "root": str(shared_data / "formats"), "pattern": "SC4001EC-Hypnogram.edf"},
+        "license": "x", "citation": "x", "url": "x"})
+    summary = prepare(str(manifest), str(tmp_path / "o"), progress=False)
+    assert summary.n_failed == 1 and "holds no signal" in summary.failures[0].reason
+    assert summary.failures[0].path.endswith("SC4001EC-Hypnogram.edf")

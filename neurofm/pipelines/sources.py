@@ -93,6 +93,9 @@ def _read_raw(path: str, read_kwargs: dict) -> mne.io.BaseRaw:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         raw = mne.io.read_raw(p, preload=True, verbose="warning", **read_kwargs)
+    if not raw.ch_names or raw.n_times == 0:  # e.g. a Sleep-EDF hypnogram
+        raise ValueError(f"the file holds no signal ({len(raw.ch_names)} channels, {raw.n_times} samples): "
+                         "annotations only?")
     for w in caught:
         if any(t in str(w.message) for t in _TRUNCATED):
             raise ValueError(f"truncated file: {w.message}")
