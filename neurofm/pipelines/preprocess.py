@@ -22,6 +22,7 @@ from typing import Callable, Literal
 
 import mne
 import numpy as np
+from mne.io.constants import FIFF
 from scipy import signal
 
 # Bump when a step's maths changes: it is part of the hash.
@@ -324,8 +325,9 @@ def _bandpass(raw, cfg, report):
 # Per-channel median and MAD are taken from every k-th sample, k chosen to keep at least this many:
 # exact ones cost two partitions of the whole recording, per use (bad channels, clipping), which was
 # a quarter of all preprocessing time. The MAD of n Gaussian samples has a standard error of about
-# 1.7 / sqrt(n) of itself, 2% here: a robust z of 5 moves by ~0.1, a 20-SD clip bound by ~0.4 SD.
-ROBUST_STATS_SAMPLES = 8192
+# 1.7 / sqrt(n) of itself, under 3% here: a log-SD moves by < 0.03 (robust z of 5 = a factor of
+# several in SD across channels), a 20-SD clip bound by < 0.6 SD.
+ROBUST_STATS_SAMPLES = 4096
 
 
 def robust_center_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -363,8 +365,30 @@ def _detect_bad(raw, cfg, report):
 
 @register_step("reference")
 def _reference(raw, cfg, report):
-    if cfg.reference == "average" and "eeg" in raw.get_channel_types():
-        raw.set_eeg_reference("average", projection=False, verbose=False)  # bads excluded by MNE
+    """Average reference over the good EEG channels, as ``raw.set_eeg_reference("average")``.
+
+    Like MNE, the mean of the good EEG channels is subtracted from the good EEG channels only (bad
+    ones keep their original reference). Done row by row on the data in place: MNE's fancy-indexed
+    version copies the whole array twice (~3x slower here). Recordings with SSP projectors go
+    through MNE, which removes or refuses them.
+    """
+    types = raw.get_channel_types()
+    if cfg.reference != "average" or "eeg" not in types:
+        return raw
+    bads = set(raw.info["bads"])
+    good = [i for i, (kind, name) in enumerate(zip(types, raw.ch_names)) if kind == "eeg" and name not in bads]
+    if raw.info["projs"] or not good:
+        raw.set_eeg_reference("average", projection=False, verbose=False)
+        return raw
+    data = _data(raw)  # (C, T)
+    ref = np.zeros(data.shape[1])  # (T,): rows summed in order, as np.mean(axis=0) does
+    for i in good:
+        ref += data[i]
+    ref /= len(good)
+    for i in good:
+        data[i] -= ref
+    with raw.info._unlock():
+        raw.info["custom_ref_applied"] = FIFF.FIFFV_MNE_CUSTOM_REF_ON
     return raw
 
 
@@ -411,7 +435,8 @@ def _check_amplitude(data, types, names, cfg, report) -> None:
     if cfg.rescale == "error":
         raise PreprocessError(msg)
     if cfg.rescale == "auto":
-        factor = 10.0 ** -np.ceil(np.log10(rms / cfg.max_plausible_uv))
+        # Unit mistakes are powers of 1000 (V, mV, µV, nV): undo the smallest one that fits.
+        factor = 1000.0 ** -np.ceil(np.log(rms / cfg.max_plausible_uv) / np.log(1000.0))
         data[eeg] *= factor
         report.rescaled_by = float(factor)
         msg += f"; rescaled EEG by {factor:g}"
