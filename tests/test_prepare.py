@@ -297,3 +297,11 @@ def test_annotation_only_edf_is_a_clear_failure(shared_data: Path, tmp_path: Pat
     summary = prepare(str(manifest), str(tmp_path / "o"), progress=False)
     assert summary.n_failed == 1 and "holds no signal" in summary.failures[0].reason
     assert summary.failures[0].path.endswith("SC4001EC-Hypnogram.edf")
+
+
+def test_expected_block_mismatch_is_reported_not_fatal(tmp_path: Path):
+    manifest = write_manifest(tmp_path, dict(SYNTH, expected={"n_channels": 64, "sfreq": 250.0}))
+    summary = prepare(str(manifest), str(tmp_path / "o"), progress=False)
+    assert summary.n_failed == 0 and summary.n_samples > 0
+    assert any("expected 64 data channels, found 22" in w for w in summary.warnings)
+    assert any("expected sfreq 250 Hz, found 128 Hz" in w for w in summary.warnings)

@@ -132,13 +132,29 @@ def _samples(manifest: Manifest, loaded: Loaded, data: np.ndarray, wins: list[Wi
         yield {"__key__": f"{key}/{j:06d}", "npy": x, "json": meta}
 
 
+def expectation_notes(manifest: Manifest, raw) -> list[str]:
+    """Where a recording differs from the manifest's ``expected`` block (reported, not fatal)."""
+    exp, notes = manifest.expected, []
+    types = raw.get_channel_types()
+    data_types = [t for t in types if t in (exp.ch_types or ["eeg", "mag", "grad"])]
+    if exp.n_channels is not None and len(data_types) != exp.n_channels:
+        notes.append(f"expected {exp.n_channels} data channels, found {len(data_types)}")
+    if exp.sfreq is not None and abs(raw.info["sfreq"] - exp.sfreq) > 1e-6:
+        notes.append(f"expected sfreq {exp.sfreq:g} Hz, found {raw.info['sfreq']:g} Hz")
+    if exp.ch_types is not None and not set(exp.ch_types) & set(types):
+        notes.append(f"expected channel types {exp.ch_types}, found {sorted(set(types))}")
+    return notes
+
+
 def _process_loaded(manifest: Manifest, loaded: Loaded, cfg: PreprocessConfig, out: Path, item_dir: Path) -> tuple[list[dict], dict]:
     raw = loaded.raw
+    expected = expectation_notes(manifest, raw)
     chan_report = standardize_channels(raw)
     raw, report = run_steps(raw, cfg)
     data = to_array(raw, cfg, report)
     sfreq = float(raw.info["sfreq"])
     wins, notes = _label_windows(manifest, loaded, sfreq, data.shape[1])
+    notes = expected + notes
     rec = recording_id(manifest.name, loaded.subject, loaded.session, loaded.run)
     info = dict(recording=rec, subject=loaded.subject, session=loaded.session, run=loaded.run,
                 n_chans=len(raw.ch_names))
@@ -174,8 +190,8 @@ def process_item(manifest_path: str, item: Item, out: str) -> ItemResult:
     marker = {"item": item.item_id, "path": item.path, "preproc_hash": cfg.hash(), "shards": shards,
               "recordings": records}
     write_json_atomic(out_p / "parts" / f"{item.item_id}.json", marker)
-    warnings = [f"{item.item_id}: {r['preprocessing']['amplitude_warning']}" for r in records
-                if r["preprocessing"]["amplitude_warning"]]
+    warnings = [f"{item.item_id}: {w}" for r in records
+                for w in [r["preprocessing"]["amplitude_warning"], *r["notes"]] if w]
     return ItemResult(item.item_id, True, sum(s["n_samples"] for s in shards), path=item.path,
                       warnings=warnings, seconds=time.perf_counter() - t0)
 
