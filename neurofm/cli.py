@@ -7,6 +7,9 @@ from pathlib import Path
 
 from jsonargparse import CLI
 
+from .tokenizers.config import RVQConfig
+from .tokenizers.fit import OptimConfig, TokenizerDataConfig, TrainerConfig
+
 
 def _prepare(manifest: str, *, out: str, workers: int = 1, part: str | None = None, progress: bool = True) -> int:
     """Preprocess a dataset (manifest YAML or shipped name) into WebDataset shards + index.json.
@@ -84,12 +87,78 @@ def _quickstart(out: str = "runs/quickstart", workers: int = 2, progress: bool =
     return quickstart(out=out, workers=workers, progress=progress)
 
 
+def _tokenizer_fit(
+    data: TokenizerDataConfig = TokenizerDataConfig(),
+    model: str | RVQConfig = "tiny",
+    optim: OptimConfig = OptimConfig(),
+    trainer: TrainerConfig = TrainerConfig(),
+    out: str = "runs/tokenizer/tiny",
+    resume: bool = False,
+) -> int:
+    """Train an RVQ tokenizer on prepared shards (configs/tokenizer/*.yaml); writes out/tokenizer/.
+
+    Args:
+        data: prepared shards (index_paths), validation subjects, batch size.
+        model: an RVQ preset name (tiny, base) or a full RVQConfig mapping.
+        optim: AdamW and its warm-up + cosine schedule.
+        trainer: steps, accelerator, precision, validation interval, logging (wandb: true for W&B).
+        out: output folder: checkpoints/last.ckpt, logs/, tokenizer/ (save_pretrained folder).
+        resume: continue from out/checkpoints/last.ckpt when it exists.
+    """
+    from .tokenizers.fit import fit_tokenizer
+
+    result = fit_tokenizer(data=data, model=model, optim=optim, trainer=trainer, out=out, resume=resume)
+    print(f"{result.steps} steps in {result.seconds:.0f} s; tokenizer saved to {result.hub_dir}")
+    return 0
+
+
+def _tokenizer_report(
+    tokenizers: str | list[str],
+    *,
+    data: str | list[str],
+    out: str = "runs/tokenizer_report",
+    max_windows: int = 256,
+    bitrates: list[float] | None = None,
+    calibration: list[str] | None = None,
+    n_q: list[int] | None = None,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> int:
+    """Score tokenizers on held-out data against the μ-law baseline at equal bits/s: tables, json, md, PNG.
+
+    Args:
+        tokenizers: a registered preset (mulaw, rvq_tiny...) or a saved tokenizer folder, or a list
+            of them: "[runs/tokenizer/tiny/tokenizer,rvq_tiny]".
+        data: held-out prepared dataset(s) (index.json or folders), each reported separately:
+            "[a/index.json,b/index.json]".
+        out: output folder: report.json, report.md, one PNG per dataset.
+        max_windows: windows scored per dataset (spread over its shards, fixed seed).
+        bitrates: extra bits/s per channel at which to score the μ-law baseline.
+        calibration: training datasets on which the baseline's bits and decimation are chosen (else a fixed rule).
+        n_q: levels to score for multi-level tokenizers (default: every n_q from 1).
+        batch_size: windows per encode/decode call.
+        device: torch device (cpu, cuda).
+    """
+    from .tokenizers.report import TokenizerReportError, tokenizer_report
+
+    as_list = lambda v: [v] if isinstance(v, str) else list(v)  # noqa: E731 - one name or a list
+    try:
+        tokenizer_report(as_list(tokenizers), as_list(data), out=out, max_windows=max_windows,
+                         bitrates=bitrates or (), calibration=calibration, n_q=n_q, batch_size=batch_size,
+                         device=device)
+    except (TokenizerReportError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 COMMANDS = {
     "datasets": _datasets,
     "prepare": _prepare,
     "index": {"merge": _index_merge},
     "inspect": _inspect,
     "quickstart": _quickstart,
+    "tokenizer": {"fit": _tokenizer_fit, "report": _tokenizer_report},
 }
 
 

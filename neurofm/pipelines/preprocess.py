@@ -28,7 +28,8 @@ from scipy import signal
 # Bump when a step's maths changes: it is part of the hash.
 # 2: notch + band-pass as one IIR cascade (equal to v1 except within the filters' edge transients),
 #    polyphase resampling, median/MAD (bad channels, clipping) from a strided subset of samples.
-PIPELINE_VERSION = 2
+# 3: an implausible-amplitude rescale (rescale="auto") applies to bad EEG channels too.
+PIPELINE_VERSION = 3
 
 # Units a shard carries per channel type (multiply SI by the factor).
 UNIT_SCALE: dict[str, tuple[float, str]] = {
@@ -50,17 +51,18 @@ class PreprocessConfig:
     l_freq: float | None = 0.1
     h_freq: float | None = 75.0
     # "iir": Butterworth applied forward and backward (zero phase): band-pass order 4, notch order 2
-    # per harmonic. Chosen over MNE's default FIR for speed: the 0.1 Hz edge makes the FIR 3.3 s /
-    # 0.1 Hz = 33 s long, and "fir" measured ~4x slower for these two steps (docs/benchmarks.md).
-    # Both are zero-phase; the IIR's cost is a slow start-up transient of the 0.1 Hz high-pass at
-    # each end of a recording (below 1e-3 of the signal after ~20 s), where the FIR has its own
-    # edge effects over its half length (16 s).
+    # per harmonic, run as one cascade. Chosen over MNE's default FIR for speed: the 0.1 Hz edge
+    # makes the FIR 3.3 / 0.1 Hz = 33 s long, and notch + band-pass take ~4x longer with "fir"
+    # (docs/benchmarks.md). Both are zero-phase and pass the band flat; the IIR's price is that its
+    # 0.1 Hz high-pass rings for tens of seconds at each end of a recording (by how much depends
+    # on the signal there), where the FIR has edge effects over its half length (16 s) too.
     filter_method: Literal["fir", "iir"] = "iir"
     line_freq: float | Literal["auto"] | None = "auto"  # auto: the larger of the 50/60 Hz peaks
     sfreq: float = 200.0
-    # "polyphase" (scipy.signal.resample_poly, Kaiser-windowed FIR): ~2x faster than "fft" per
-    # recording, and not slower at any length; gain within 0.3% up to 0.8x the lower Nyquist, -3% at
-    # 0.875x and -7% at 0.9x, where the band-pass already is at -6 dB. "fft": MNE's default, ideal.
+    # "polyphase" (scipy.signal.resample_poly, Kaiser-windowed FIR): 3x faster than "fft" on the
+    # 160 Hz PhysioNet runs, >10x on 10 min at 256 Hz, never slower; its gain is within 0.3% up to
+    # 0.8x the lower Nyquist, -3% at 0.875x and -7% at 0.9x (where the band-pass cap puts h_freq,
+    # already -6 dB). "fft": MNE's default, an ideal brick wall.
     resample_method: Literal["polyphase", "fft"] = "polyphase"
     clip_sigma: float | None = 20.0  # clip at ±k robust SDs per channel (None: no clipping)
     flat_uv: float = 0.05  # a channel whose SD is below this (µV) is flat
@@ -416,17 +418,20 @@ def to_array(raw: mne.io.BaseRaw, cfg: PreprocessConfig, report: PreprocessRepor
     src = _data(raw)
     data = np.empty(src.shape, np.float32)  # (C, T)
     np.multiply(src, scale, out=data)  # float64 product, rounded once to float32
-    _check_amplitude(data, types, raw.ch_names, cfg, report)
+    rms = np.sqrt(np.einsum("ct,ct->c", src, src) / max(src.shape[1], 1)) * scale[:, 0]  # (C,), float64
+    _check_amplitude(data, rms, types, raw.ch_names, cfg, report)
     if cfg.clip_sigma:
         data = _robust_clip(data, cfg.clip_sigma, report)
     return data
 
 
-def _check_amplitude(data, types, names, cfg, report) -> None:
-    eeg = np.array([t == "eeg" and n not in report.bad_channels for t, n in zip(types, names)])
-    if not eeg.any():
+def _check_amplitude(data, rms_per_channel, types, names, cfg, report) -> None:
+    """Median RMS of the good EEG channels; what ``cfg.rescale`` says when it is implausible."""
+    eeg = np.array([t == "eeg" for t in types])
+    good = eeg & np.array([n not in report.bad_channels for n in names])  # the RMS ignores bad channels
+    if not good.any():
         return
-    rms = float(np.median(np.sqrt(np.mean(np.square(data[eeg], dtype=np.float64), axis=1))))
+    rms = float(np.median(rms_per_channel[good]))
     report.median_rms_uv = rms
     if rms <= cfg.max_plausible_uv:
         return
@@ -437,7 +442,7 @@ def _check_amplitude(data, types, names, cfg, report) -> None:
     if cfg.rescale == "auto":
         # Unit mistakes are powers of 1000 (V, mV, µV, nV): undo the smallest one that fits.
         factor = 1000.0 ** -np.ceil(np.log(rms / cfg.max_plausible_uv) / np.log(1000.0))
-        data[eeg] *= factor
+        data[eeg] *= factor  # the file's unit is wrong for every EEG channel, bad ones included
         report.rescaled_by = float(factor)
         msg += f"; rescaled EEG by {factor:g}"
     report.amplitude_warning = msg

@@ -1,0 +1,344 @@
+#!/usr/bin/env python
+"""Data preparation and loading on CPU: neurofm against plain MNE and a numpy memmap.
+
+In one run, on the same recordings (default: the 14 PhysioNet EDFs in ../shared/data/real/eegbci_S001,
+as data_manifests/physionet_s001_all.yaml cuts them; ``--synthetic`` adds synthetic_mi), it times:
+
+1. plain MNE in one process, as a user would write it with MNE's defaults: read, ``filter(0.1, 75)``
+   (FIR), ``notch_filter(line)``, ``set_eeg_reference("average")``, ``resample(200)`` (FFT); no shards;
+2. ``neurofm.pipelines.prepare.prepare`` into a fresh temporary folder with 1 and 2 workers (and, unless
+   ``--quick``, the ``filter_method="fir"`` and ``resample_method="fft"`` variants with 1 worker);
+3. reading every window of the prepared dataset: ``iter_samples`` (eval mode, one Sample at a time),
+   the DataModule eval and train loaders, against ``np.load(mmap_mode="r")`` of one .npy holding the
+   same windows, read window by window and each copied.
+
+Every timing is repeated ``--repeats`` times, round robin (so a change of machine load hits all of them
+alike), after one untimed warm-up; the table shows the best and the median, and the ratios use the best
+(the least disturbed by other processes on a shared machine). Results: docs/benchmarks.md.
+
+    python scripts/bench_prepare.py             # ~2-3 minutes on 2 cores
+    python scripts/bench_prepare.py --quick     # one repeat, no variants (~30 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import mne
+import numpy as np
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from neurofm.pipelines.loader import ShardDataModule, iter_samples, load_index
+from neurofm.pipelines.manifest import load_manifest, manifests_dir
+from neurofm.pipelines.prepare import prepare
+from neurofm.pipelines.sources import list_items, load_item
+
+REPO = Path(__file__).resolve().parents[1]
+PREPARE_TARGET = 2.0  # prepare (2 workers) / plain MNE, recordings per second
+LOADER_TARGET = 0.8  # loader / numpy memmap, windows per second
+
+
+def shared_data_root() -> Path:
+    """``$NEUROFM_SHARED_DATA``, else ``../shared/data`` beside the repository (as tests/conftest.py)."""
+    override = os.environ.get("NEUROFM_SHARED_DATA")
+    return Path(override) if override else REPO.parent / "shared" / "data"
+
+
+@dataclass
+class Timing:
+    """Repeated wall-clock timings of one thing that processes ``count`` ``unit``s per run."""
+
+    name: str
+    unit: str  # "rec" or "win"
+    count: int = 0
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def best(self) -> float:
+        return min(self.seconds)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def rate(self) -> float:
+        """Throughput of the best run, in units per second."""
+        return self.count / self.best
+
+
+@dataclass
+class Dataset:
+    """A manifest to prepare, and how plain MNE reads the same recordings."""
+
+    label: str
+    manifest: Path
+    line_freq: float | None  # for the plain-MNE notch
+
+
+def _write_manifest(data: dict, folder: Path, name: str, **preprocessing) -> Path:
+    data = {**data, "preprocessing": {**(data.get("preprocessing") or {}), **preprocessing}}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def physionet_dataset(data_dir: Path, folder: Path) -> Dataset:
+    """physionet_s001_all (fixed 4 s windows, 60 Hz mains) with its root set to ``data_dir``."""
+    data = yaml.safe_load((manifests_dir() / "physionet_s001_all.yaml").read_text())
+    data["source"]["root"] = str(data_dir.resolve())
+    return Dataset("PhysioNet EEGMMIDB S001 (EDF)", _write_manifest(data, folder, "physionet"), line_freq=60.0)
+
+
+def synthetic_dataset(folder: Path) -> Dataset:
+    data = yaml.safe_load((manifests_dir() / "synthetic_mi.yaml").read_text())
+    return Dataset("synthetic_mi", _write_manifest(data, folder, "synthetic_mi"), line_freq=None)
+
+
+def variant(dataset: Dataset, folder: Path, **preprocessing) -> Path:
+    """The dataset's manifest with preprocessing overrides (e.g. filter_method="fir")."""
+    data = yaml.safe_load(dataset.manifest.read_text())
+    name = dataset.manifest.stem + "_" + "_".join(f"{k}-{v}" for k, v in preprocessing.items())
+    return _write_manifest(data, folder, name, **preprocessing)
+
+
+# ------------------------------------------------------------------------------------------------
+# what is timed
+
+
+def plain_mne(dataset: Dataset) -> int:
+    """Read + band-pass + notch + average reference + resample with MNE defaults; returns recordings."""
+    manifest = load_manifest(dataset.manifest)
+    items = list_items(manifest)
+    for item in items:
+        if manifest.source.kind == "files":
+            raw = mne.io.read_raw(item.path, preload=True, verbose="error", **manifest.source.read_kwargs)
+        else:  # synthetic: the generator is the "read" for both
+            raw = load_item(manifest, item)[0].raw
+        line = dataset.line_freq or raw.info["line_freq"] or 50.0
+        raw.filter(0.1, 75.0, verbose="error")
+        raw.notch_filter(line, verbose="error")
+        raw.set_eeg_reference("average", verbose="error")
+        raw.resample(200.0, verbose="error")
+        raw.get_data()
+    return len(items)
+
+
+def neurofm_prepare(manifest: Path, out: Path, workers: int) -> int:
+    shutil.rmtree(out, ignore_errors=True)  # fresh every time: nothing is resumed
+    summary = prepare(str(manifest), str(out), workers=workers, progress=False)
+    if summary.n_failed:
+        raise RuntimeError(f"prepare failed on {summary.n_failed} recording(s): {summary.failures}")
+    return summary.n_items
+
+
+def memmap_windows(index: Path, npy: Path) -> int:
+    """The same windows as ``index`` in one (N, C, T) .npy (written once, not timed)."""
+    windows = [s.x for s in iter_samples(index)]
+    np.save(npy, np.stack(windows))
+    return len(windows)
+
+
+def read_memmap(npy: Path) -> int:
+    x = np.load(npy, mmap_mode="r")  # (N, C, T)
+    for i in range(len(x)):
+        np.array(x[i])  # one copy per window, as a loader hands out its own array
+    return len(x)
+
+
+def read_iter_samples(index: Path) -> int:
+    return sum(1 for _ in iter_samples(index))
+
+
+def read_eval_loader(index: Path, batch_size: int) -> int:
+    subjects = load_index(index).subjects
+    dm = ShardDataModule(index, batch_size=batch_size, val_subjects=subjects)
+    return sum(len(batch) for batch in dm.val_dataloader())
+
+
+def read_train_loader(index: Path, batch_size: int, workers: int) -> int:
+    """One epoch of the train loader (n_samples // batch_size full batches, shuffle buffer 1000)."""
+    dm = ShardDataModule(index, batch_size=batch_size, num_workers=workers, seed=0)
+    return sum(len(batch) for batch in dm.train_dataloader())
+
+
+# ------------------------------------------------------------------------------------------------
+# running and reporting
+
+
+def run_round_robin(timings: list[tuple[Timing, Callable[[], int]]], repeats: int, warmup: bool) -> None:
+    """Run every callable once untimed (``warmup``), then ``repeats`` timed rounds over all of them."""
+    if warmup:
+        for timing, fn in timings:
+            timing.count = fn()
+    for _ in range(repeats):
+        for timing, fn in timings:
+            t0 = time.perf_counter()
+            timing.count = fn()
+            timing.seconds.append(time.perf_counter() - t0)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def ratio_rows(t: dict[str, Timing]) -> list[tuple[str, float, float]]:
+    """(name, throughput ratio, target or NaN) for the ratios that the timings allow."""
+    rows = []
+    if "plain" in t and "w2" in t:
+        rows.append(("prepare (2 workers) / plain MNE", t["w2"].rate / t["plain"].rate, PREPARE_TARGET))
+    if "plain" in t and "w1" in t:
+        rows.append(("prepare (1 worker) / plain MNE", t["w1"].rate / t["plain"].rate, float("nan")))
+    for key, what in (("iter", "iter_samples"), ("eval", "eval loader"), ("train0", "train loader, 0 workers"),
+                      ("train2", "train loader, 2 workers")):
+        if key in t and "memmap" in t:
+            rows.append((f"{what} / memmap", t[key].rate / t["memmap"].rate, LOADER_TARGET))
+    return rows
+
+
+def print_report(console: Console, title: str, timings: list[Timing], ratios: list[tuple[str, float, float]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for col, justify in (("what", "left"), ("n", "right"), ("best s", "right"), ("median s", "right"),
+                         ("throughput (best)", "right")):
+        table.add_column(col, justify=justify)
+    for t in timings:
+        table.add_row(t.name, f"{t.count} {t.unit}", f"{t.best:.3f}", f"{t.median:.3f}", f"{t.rate:,.1f} {t.unit}/s")
+    console.print(table)
+    if ratios:
+        rt = Table(title_justify="left")
+        for col in ("ratio (throughput)", "value", "target", "met"):
+            rt.add_column(col, justify="left" if col == "ratio (throughput)" else "right")
+        for name, value, target in ratios:
+            met = "-" if np.isnan(target) else ("[green]yes" if value >= target else "[red]no")
+            rt.add_row(name, f"{value:.2f}x", "-" if np.isnan(target) else f">= {target:g}x", met)
+        console.print(rt)
+
+
+Timed = dict[str, tuple[Timing, Callable[[], int]]]  # key -> (its timings, what is timed)
+
+
+def preparation_runs(dataset: Dataset, work: Path, args: argparse.Namespace) -> Timed:
+    runs: Timed = {"plain": (Timing("plain MNE, 1 process (FIR, FFT resampling, no shards)", "rec"),
+                             lambda: plain_mne(dataset))}
+    for w in args.workers:
+        runs[f"w{w}"] = (Timing(f"neurofm prepare, {w} worker{'s' if w > 1 else ''}", "rec"),
+                         lambda w=w: neurofm_prepare(dataset.manifest, work / "prepared", w))
+    if not (args.quick or args.no_variants):
+        for key, value in (("filter_method", "fir"), ("resample_method", "fft")):
+            manifest = variant(dataset, work, **{key: value})
+            runs[value] = (Timing(f"neurofm prepare, 1 worker, {key}={value}", "rec"),
+                           lambda m=manifest: neurofm_prepare(m, work / "variant", 1))
+    return runs
+
+
+def loading_runs(index: Path, npy: Path, args: argparse.Namespace) -> Timed:
+    b = args.batch_size
+    runs: Timed = {
+        "memmap": (Timing("numpy memmap, window by window (copied)", "win"), lambda: read_memmap(npy)),
+        "iter": (Timing("loader: iter_samples (eval mode, Samples)", "win"), lambda: read_iter_samples(index)),
+        "eval": (Timing(f"loader: DataModule eval loader, batch {b}", "win"), lambda: read_eval_loader(index, b)),
+        "train0": (Timing(f"loader: DataModule train loader, batch {b}, 0 workers", "win"),
+                   lambda: read_train_loader(index, b, 0)),
+    }
+    if not args.quick:
+        runs["train2"] = (Timing(f"loader: DataModule train loader, batch {b}, 2 workers", "win"),
+                          lambda: read_train_loader(index, b, 2))
+    return runs
+
+
+def bench_dataset(dataset: Dataset, work: Path, args: argparse.Namespace, console: Console) -> dict:
+    prep_rounds, load_rounds = (1, 2) if args.quick else (args.repeats, args.load_repeats)
+    prep = preparation_runs(dataset, work, args)
+    console.print(f"[bold]{dataset.label}[/]: preparing ({prep_rounds} round(s) of {len(prep)} timings)...")
+    run_round_robin(list(prep.values()), prep_rounds, warmup=True)  # warm-up: imports, caches, page cache
+
+    index, npy = work / "prepared" / "index.json", work / "windows.npy"
+    neurofm_prepare(dataset.manifest, index.parent, 1)  # what the loaders read
+    memmap_windows(index, npy)
+    load = loading_runs(index, npy, args)
+    console.print(f"[bold]{dataset.label}[/]: loading ({load_rounds} rounds of {len(load)} timings)...")
+    run_round_robin(list(load.values()), load_rounds, warmup=True)
+
+    timings = {key: timing for key, (timing, _) in {**prep, **load}.items()}
+    ratios = ratio_rows(timings)
+    n_windows, n_chans, n_times = np.load(npy, mmap_mode="r").shape
+    print_report(console, f"{dataset.label}: {timings['plain'].count} recordings, {n_windows} windows of "
+                 f"{n_chans} channels x {n_times} samples (float32)", list(timings.values()), ratios)
+    return {"dataset": dataset.label,
+            "timings": [dict(asdict(t), best=t.best, median=t.median, rate=t.rate) for t in timings.values()],
+            "ratios": [{"name": n, "value": v, "target": None if np.isnan(t) else t} for n, v, t in ratios]}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one timed repeat, no variants, no loader workers")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each preparation (default 3)")
+    parser.add_argument("--load-repeats", type=int, default=5, help="timed passes of each reader (default 5)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="prepare workers to time")
+    parser.add_argument("--batch-size", type=int, default=32, help="loader batch size (default 32)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="folder of the PhysioNet S001 EDFs (default: $NEUROFM_SHARED_DATA/real/eegbci_S001)")
+    parser.add_argument("--no-variants", action="store_true", help="skip the fir / fft preprocessing variants")
+    parser.add_argument("--synthetic", action="store_true", help="also benchmark the synthetic_mi manifest")
+    parser.add_argument("--no-physionet", action="store_true", help="skip the real EDF recordings")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console(width=None if Console().is_terminal else 120)
+    data_dir = args.data or shared_data_root() / "real" / "eegbci_S001"
+    load_before = os.getloadavg()
+    console.print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC | {cpu_model()} | {os.cpu_count()} cores | "
+                  f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} | "
+                  f"MNE {mne.__version__} | numpy {np.__version__}")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="neurofm-bench-") as tmp:
+        work = Path(tmp)
+        datasets = []
+        if not args.no_physionet:
+            if not any(data_dir.glob("*.edf")):
+                console.print(f"[yellow]no EDF files in {data_dir}: skipping the real recordings "
+                              "(set NEUROFM_SHARED_DATA or --data)")
+            else:
+                datasets.append(physionet_dataset(data_dir, work))
+        if args.synthetic:
+            datasets.append(synthetic_dataset(work))
+        for dataset in datasets:
+            sub = work / dataset.manifest.stem
+            sub.mkdir()
+            results.append(bench_dataset(dataset, sub, args, console))
+    load_after = os.getloadavg()
+    console.print(f"best of {1 if args.quick else args.repeats} (prepare) / {2 if args.quick else args.load_repeats} "
+                  f"(loading) timed runs; load average after: {load_after[0]:.2f} {load_after[1]:.2f} "
+                  f"{load_after[2]:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": cpu_model(), "cores": os.cpu_count(),
+                                         "load_before": load_before, "load_after": load_after,
+                                         "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
