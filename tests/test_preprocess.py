@@ -211,3 +211,17 @@ def test_config_hash_covers_the_version_and_methods() -> None:
     assert len(hashes) == 3
     with pytest.raises(ValueError, match="unknown step"):
         PreprocessConfig(steps=("pick", "nope"))
+
+
+def test_alike_channels_are_not_flagged_noisy():
+    """White noise of equal SD on every channel: nothing is bad (the spread floor prevents random flags)."""
+    import mne
+
+    from neurofm.pipelines.preprocess import PreprocessConfig, PreprocessReport, STEPS
+
+    rng = np.random.default_rng(0)
+    names = ["Fz", "Cz", "Pz", "Oz", "C3", "C4", "F3", "F4", "P3", "P4"]
+    raw = mne.io.RawArray(rng.normal(0, 10e-6, (10, 2000)), mne.create_info(names, 200.0, "eeg"), verbose="error")
+    report = PreprocessReport()
+    STEPS["detect_bad"](raw, PreprocessConfig(), report)
+    assert report.bad_channels == []

@@ -248,8 +248,8 @@ def select_shards(
 # --------------------------------------------------------------------------------------------------
 # reading shards
 #
-# webdataset reads a tar with Python's tarfile, which costs more per member than copying a window's
-# data does (~60 µs a member here). Local ``.tar`` shards are memory-mapped and parsed here instead:
+# webdataset reads a tar with Python's tarfile, which costs ten times more per member than copying
+# a window's data does (~170 µs a member here). Local ``.tar`` shards are memory-mapped and parsed here instead:
 # a header is a 512-byte slice, a .json member a small copy, and an .npy member a view that
 # `decode_sample` copies once into the window's array, as reading it from a numpy memmap would.
 # Other urls (``pipe:``, ``https://``) still stream through webdataset; both give the same samples.
@@ -437,7 +437,7 @@ class _MetaCache:
 
     A recording's windows differ only in ``_VARYING``: the text around those values (the "template",
     holding ch_names, ch_pos, ...) is the cache key, and only the values are parsed per window.
-    Parsing ~3 kB of names and positions took ~80 µs a window, more than reading its data.
+    Parsing ~3 kB of names and positions took ~55 µs a window, more than reading its data.
     Exact: a template is cached only when a full parse agrees with the piecewise one, and the
     template has no nested object (so the keys found in it are top-level keys).
     """

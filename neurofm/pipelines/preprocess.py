@@ -52,14 +52,15 @@ class PreprocessConfig:
     h_freq: float | None = 75.0
     # "iir": Butterworth applied forward and backward (zero phase): band-pass order 4, notch order 2
     # per harmonic, run as one cascade. Chosen over MNE's default FIR for speed: the 0.1 Hz edge
-    # makes the FIR 3.3 / 0.1 Hz = 33 s long, and notch + band-pass take ~4x longer with "fir"
-    # (docs/benchmarks.md). Both are zero-phase and pass the band flat; the IIR's price is that its
-    # 0.1 Hz high-pass rings for tens of seconds at each end of a recording (by how much depends
-    # on the signal there), where the FIR has edge effects over its half length (16 s) too.
+    # makes the FIR 3.3 / 0.1 Hz = 33 s long, and notch + band-pass take ~3x longer with "fir"
+    # (106 vs 37 ms per 2-minute 64-channel recording, docs/benchmarks.md). Both are zero-phase
+    # and pass the band flat; the IIR's price is that its 0.1 Hz high-pass rings for tens of
+    # seconds at each end of a recording (by how much depends on the signal there), where the FIR
+    # has edge effects over its half length (16 s) too.
     filter_method: Literal["fir", "iir"] = "iir"
     line_freq: float | Literal["auto"] | None = "auto"  # auto: the larger of the 50/60 Hz peaks
     sfreq: float = 200.0
-    # "polyphase" (scipy.signal.resample_poly, Kaiser-windowed FIR): 3x faster than "fft" on the
+    # "polyphase" (scipy.signal.resample_poly, Kaiser-windowed FIR): 1.7x faster than "fft" on the
     # 160 Hz PhysioNet runs, >10x on 10 min at 256 Hz, never slower; its gain is within 0.3% up to
     # 0.8x the lower Nyquist, -3% at 0.875x and -7% at 0.9x (where the band-pass cap puts h_freq,
     # already -6 dB). "fft": MNE's default, an ideal brick wall.
@@ -326,7 +327,7 @@ def _bandpass(raw, cfg, report):
 
 # Per-channel median and MAD are taken from every k-th sample, k chosen to keep at least this many:
 # exact ones cost two partitions of the whole recording, per use (bad channels, clipping), which was
-# a quarter of all preprocessing time. The MAD of n Gaussian samples has a standard error of about
+# a fifth of all preprocessing time. The MAD of n Gaussian samples has a standard error of about
 # 1.7 / sqrt(n) of itself, under 3% here: a log-SD moves by < 0.03 (robust z of 5 = a factor of
 # several in SD across channels), a 20-SD clip bound by < 0.6 SD.
 ROBUST_STATS_SAMPLES = 4096
@@ -339,9 +340,9 @@ def robust_center_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return med, np.median(np.abs(sub - med), axis=1, keepdims=True) * 1.4826
 
 
-def _robust_z(values: np.ndarray) -> np.ndarray:
+def _robust_z(values: np.ndarray, min_scale: float = 1e-12) -> np.ndarray:
     med = np.median(values)
-    mad = np.median(np.abs(values - med)) * 1.4826 + 1e-12
+    mad = max(np.median(np.abs(values - med)) * 1.4826, min_scale)
     return (values - med) / mad
 
 
@@ -358,7 +359,9 @@ def _detect_bad(raw, cfg, report):
         flat = sd < cfg.flat_uv
         noisy = np.zeros_like(flat)
         if len(idx) >= 4:
-            noisy = _robust_z(np.log(sd + 1e-12)) > cfg.noisy_z
+            # The spread of log-SDs is floored at 0.1 (≈10 %): when all channels are alike, a
+            # channel needs an SD ≥ e^(0.1·noisy_z) × the median (1.65× at z=5) to count as noisy.
+            noisy = _robust_z(np.log(sd + 1e-12), min_scale=0.1) > cfg.noisy_z
         bads += [raw.ch_names[i] for i in idx[flat | noisy]]
     raw.info["bads"] = sorted(set(raw.info["bads"]) | set(bads))
     report.bad_channels = list(raw.info["bads"])

@@ -24,7 +24,7 @@ import webdataset as wds
 INDEX_FORMAT = "neurofm-shards/1"
 SHARD_MAXCOUNT = 2000  # samples per shard: 4 s × 64 ch × 200 Hz float32 ≈ 200 kB each → ~400 MB
 SHARD_MAXSIZE = 512e6
-FIXED_MTIME = 0.0  # fixed tar member mtime so a rerun writes byte-identical shards
+FIXED_MTIME = 0  # fixed integer mtime: reruns write byte-identical shards (a float adds a pax header)
 
 
 @dataclass

@@ -46,7 +46,7 @@ class RVQConfig:
     latent_dim: int = 32  # dimension of a frame's latent vector (= codebook vectors)
 
     # quantiser: vector_quantize_pytorch.ResidualVQ. Its defaults were checked on tiny, 400 CPU steps,
-    # held-out PhysioNet runs, 2 seeds (docs/tokenizers.md): mean NMSE 0.444 with the library's
+    # held-out PhysioNet runs, 2 seeds, w_stft 1 (docs/tokenizers.md): mean NMSE 0.444 with the library's
     # decay 0.8, 0.415 with 0.95, 0.427 with 0.99 (the same order on both seeds; seed-to-seed spread
     # ~0.08); rotation trick 0.444 vs plain STE 0.468; without dead-code replacement 11-23% of
     # the codes went unused (vs < 1%) at similar NMSE; k-means init: no difference beyond noise.
@@ -64,11 +64,12 @@ class RVQConfig:
     time_loss: Literal["l1", "huber"] = "l1"
     stft_windows: tuple[int, ...] = (16, 32, 64, 128, 256)  # samples; 80 ms .. 1.28 s at 200 Hz
     w_time: float = 1.0
-    # Multi-scale log-magnitude. 0.1, not EnCodec's 1: at 1, tiny settled in a "spectral texture"
-    # optimum (right spectrum, random phase: held-out NMSE 1.5, worse than predicting zeros) on
-    # synthetic resting EEG for 300+ steps, and reached held-out PhysioNet NMSE 0.375 at 400 steps
-    # where 0.1 gave 0.270 and 0 gave 0.246. 0.1 keeps band powers closer (3.9 vs 6.6 dB mean
-    # error) than 0 (MSE-optimal codes shrink what they cannot predict). docs/tokenizers.md.
+    # Multi-scale log-magnitude. 0.1, not EnCodec's 1 (measured with the log floor at -40 dB, see
+    # losses.LOG_FLOOR_REL): at 1, tiny settled in a "spectral texture" optimum (right spectrum,
+    # random phase: held-out NMSE 1.5, worse than predicting zeros) on synthetic resting EEG for
+    # 300+ steps, and reached held-out PhysioNet NMSE 0.375 at 400 steps where 0.1 gave 0.270 and
+    # 0 gave 0.246; 0.1 keeps band powers closer than 0 (3.9 vs 6.6 dB mean error: MSE-optimal
+    # codes shrink what they cannot predict). docs/tokenizers.md.
     w_stft: float = 0.1
     w_phase: float = 0.5  # magnitude-weighted cos/sin of the phase
     w_commit: float = 1.0  # ResidualVQ commitment, summed over levels
