@@ -141,3 +141,16 @@ def make_dataset(
     path = root / "index.json"
     path.write_text(json.dumps(index, indent=1))
     return path
+
+
+# 3 subjects × 2 runs × 2 classes × 3 trials of 2 s synthetic motor imagery (a few seconds to prepare).
+TINY_MI_MANIFEST = {
+    "name": "tiny_mi",
+    "paradigm": "motor_imagery",
+    "source": {"kind": "synthetic", "generator": {
+        "paradigm": "motor_imagery", "n_subjects": 3, "n_runs": 2, "trials_per_class": 3,
+        "montage": "eeg22", "sfreq": 128.0, "seed": 3, "mi_classes": ["left_hand", "right_hand"]}},
+    "labels": {"left_hand": "left_hand", "right_hand": "right_hand"},
+    "windows": {"mode": "events", "length_s": 2.0},
+    "license": "BSD-3-Clause", "citation": "synthetic", "url": "none",
+}

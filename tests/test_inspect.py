@@ -15,21 +15,11 @@ from neurofm.pipelines.inspect import (DPI, FIGSIZE_IN, UNLABELLED, plot_index, 
                                        spectrum_channels, summarize_index)
 from neurofm.pipelines.prepare import prepare
 import yaml
-from shardkit import CLASSES, DEFAULT_RECORDINGS, RecordingSpec, make_dataset
+from shardkit import CLASSES, DEFAULT_RECORDINGS, TINY_MI_MANIFEST, RecordingSpec, make_dataset
 
 EXPECTED_PIXELS = (int(FIGSIZE_IN[1] * DPI), int(FIGSIZE_IN[0] * DPI))  # (rows, columns)
 MIN_PNG_BYTES = 50_000  # four panels of traces and text; a blank 1200x800 PNG is ~5 KB
-# 3 subjects × 2 runs × 2 classes × 3 trials of 2 s synthetic motor imagery (a few seconds to prepare)
-TINY_MI = {
-    "name": "tiny_mi",
-    "paradigm": "motor_imagery",
-    "source": {"kind": "synthetic", "generator": {
-        "paradigm": "motor_imagery", "n_subjects": 3, "n_runs": 2, "trials_per_class": 3,
-        "montage": "eeg22", "sfreq": 128.0, "seed": 3, "mi_classes": ["left_hand", "right_hand"]}},
-    "labels": {"left_hand": "left_hand", "right_hand": "right_hand"},
-    "windows": {"mode": "events", "length_s": 2.0},
-    "license": "BSD-3-Clause", "citation": "synthetic", "url": "none",
-}
+TINY_MI = TINY_MI_MANIFEST
 
 
 @pytest.fixture(scope="module")

@@ -20,17 +20,9 @@ import yaml
 
 from neurofm.pipelines.prepare import PrepareError, prepare
 from neurofm.pipelines.shards import IndexMergeError, merge_indexes, sha256_file
+from shardkit import TINY_MI_MANIFEST
 
-SYNTH = {
-    "name": "tiny_mi",
-    "paradigm": "motor_imagery",
-    "source": {"kind": "synthetic", "generator": {
-        "paradigm": "motor_imagery", "n_subjects": 3, "n_runs": 2, "trials_per_class": 3,
-        "montage": "eeg22", "sfreq": 128.0, "seed": 3, "mi_classes": ["left_hand", "right_hand"]}},
-    "labels": {"left_hand": "left_hand", "right_hand": "right_hand"},
-    "windows": {"mode": "events", "length_s": 2.0},
-    "license": "BSD-3-Clause", "citation": "synthetic", "url": "none",
-}
+SYNTH = TINY_MI_MANIFEST
 
 
 def write_manifest(folder: Path, data: dict, name: str = "m.yaml") -> Path:

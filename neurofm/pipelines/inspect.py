@@ -416,7 +416,7 @@ def _plot_examples(sub, data: _FigureData, labels: list[str], colors: dict[str, 
     axes[0].set_yticks(-spacing * np.arange(len(names)), names)
     axes[0].set_ylim(-spacing * (len(names) - 0.2), spacing * 1.1)
     unit = _unit(samples[0], names[0])
-    _scale_bar(axes[-1], spacing, unit)
+    scale_bar(axes[-1], spacing, unit)
     more = f" (first {len(shown)} of {len(labels)} classes)" if len(labels) > len(shown) else ""
     sub.suptitle(f"(a) example window per class{more}; traces {spacing:g} {unit} apart", fontsize=11)
 
@@ -440,7 +440,7 @@ def _trace_panel(ax, sample: Sample, names: Sequence[str], spacing: float, color
     ax.set_xlim(t[0], t[-1])
 
 
-def _scale_bar(ax, length: float, unit: str) -> None:
+def scale_bar(ax, length: float, unit: str) -> None:
     """A vertical bar of ``length`` (data units) just right of the axes, labelled with its value."""
     from matplotlib.transforms import blended_transform_factory
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..pipelines.inspect import _scale_bar, spectrum_channels  # as in the dataset figure
+from ..pipelines.inspect import scale_bar, spectrum_channels  # as in the dataset figure
 from ..pipelines.loader import Batch
 from .metrics import BANDS
 
@@ -81,7 +81,7 @@ def _plot_traces(ax, batch: Batch, shown: Sequence[_Scored], sfreq: float) -> No
     ax.set_ylim(-spacing * (len(picks) - 0.4), spacing * 0.9)
     ax.set_xlim(0, t[-1])
     ax.set_xlabel("time (s)")
-    _scale_bar(ax, spacing / 2, "µV")
+    scale_bar(ax, spacing / 2, "µV")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=1, fontsize=8, frameon=False)
     ax.set_title(f"(a) held-out window {batch.key[0]}, first {t[-1] + 1 / sfreq:g} s", fontsize=10)
 
