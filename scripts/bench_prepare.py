@@ -30,7 +30,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,6 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 from neurofm.pipelines.loader import ShardDataModule, iter_samples, load_index
+from neurofm.pipelines.windowtable import clear_table_cache
 from neurofm.pipelines.manifest import load_manifest, manifests_dir
 from neurofm.pipelines.prepare import prepare
 from neurofm.pipelines.sources import list_items, load_item
@@ -159,20 +160,39 @@ def read_memmap(npy: Path) -> int:
     return len(x)
 
 
+def read_memmap_batches(npy: Path, batch_size: int) -> int:
+    x = np.load(npy, mmap_mode="r")  # (N, C, T)
+    for start in range(0, len(x), batch_size):
+        np.array(x[start:start + batch_size])  # one new (B, C, T) array per batch, as a loader hands out
+    return len(x)
+
+
 def read_iter_samples(index: Path) -> int:
+    clear_table_cache()  # every timed pass opens (reads and checks) the window tables anew
     return sum(1 for _ in iter_samples(index))
 
 
+def eval_module(index: Path, batch_size: int) -> ShardDataModule:
+    return ShardDataModule(index, batch_size=batch_size, val_subjects=load_index(index).subjects)
+
+
 def read_eval_loader(index: Path, batch_size: int) -> int:
-    subjects = load_index(index).subjects
-    dm = ShardDataModule(index, batch_size=batch_size, val_subjects=subjects)
-    return sum(len(batch) for batch in dm.val_dataloader())
+    """A first epoch: index read, DataModule built, window tables read and checked."""
+    clear_table_cache()
+    return sum(len(batch) for batch in eval_module(index, batch_size).val_dataloader())
 
 
 def read_train_loader(index: Path, batch_size: int, workers: int) -> int:
-    """One epoch of the train loader (n_samples // batch_size full batches, shuffle buffer 1000)."""
+    """A first epoch of the train loader (n_samples // batch_size full batches, shuffle buffer 1000)."""
+    clear_table_cache()
     dm = ShardDataModule(index, batch_size=batch_size, num_workers=workers, seed=0)
     return sum(len(batch) for batch in dm.train_dataloader())
+
+
+def later_epochs(make_loader: Callable[[], Iterable]) -> Callable[[], int]:
+    """Each call is the next epoch of one loader (built once, as a training run does; tables cached)."""
+    loader = make_loader()
+    return lambda: sum(len(batch) for batch in loader)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,10 +228,13 @@ def ratio_rows(t: dict[str, Timing]) -> list[tuple[str, float, float]]:
         rows.append(("prepare (2 workers) / plain MNE", t["w2"].rate / t["plain"].rate, PREPARE_TARGET))
     if "plain" in t and "w1" in t:
         rows.append(("prepare (1 worker) / plain MNE", t["w1"].rate / t["plain"].rate, float("nan")))
-    for key, what in (("iter", "iter_samples"), ("eval", "eval loader"), ("train0", "train loader, 0 workers"),
-                      ("train2", "train loader, 2 workers")):
+    for key, what in (("iter", "iter_samples"), ("eval", "eval loader, first epoch"),
+                      ("eval_warm", "eval loader, later epochs"), ("train0", "train loader, 0 workers, first epoch"),
+                      ("train0_warm", "train loader, 0 workers, later epochs"), ("train2", "train loader, 2 workers")):
         if key in t and "memmap" in t:
             rows.append((f"{what} / memmap", t[key].rate / t["memmap"].rate, LOADER_TARGET))
+        if key != "iter" and key in t and "memmap_b" in t:  # like for like: both hand out new batches
+            rows.append((f"{what} / memmap batches", t[key].rate / t["memmap_b"].rate, LOADER_TARGET))
     return rows
 
 
@@ -254,10 +277,16 @@ def loading_runs(index: Path, npy: Path, args: argparse.Namespace) -> Timed:
     b = args.batch_size
     runs: Timed = {
         "memmap": (Timing("numpy memmap, window by window (copied)", "win"), lambda: read_memmap(npy)),
+        "memmap_b": (Timing(f"numpy memmap, batches of {b} (copied)", "win"), lambda: read_memmap_batches(npy, b)),
         "iter": (Timing("loader: iter_samples (eval mode, Samples)", "win"), lambda: read_iter_samples(index)),
-        "eval": (Timing(f"loader: DataModule eval loader, batch {b}", "win"), lambda: read_eval_loader(index, b)),
-        "train0": (Timing(f"loader: DataModule train loader, batch {b}, 0 workers", "win"),
+        "eval": (Timing(f"loader: DataModule eval loader, batch {b}, first epoch", "win"),
+                 lambda: read_eval_loader(index, b)),
+        "eval_warm": (Timing(f"loader: DataModule eval loader, batch {b}, later epochs", "win"),
+                      later_epochs(lambda: eval_module(index, b).val_dataloader())),
+        "train0": (Timing(f"loader: DataModule train loader, batch {b}, 0 workers, first epoch", "win"),
                    lambda: read_train_loader(index, b, 0)),
+        "train0_warm": (Timing(f"loader: DataModule train loader, batch {b}, 0 workers, later epochs", "win"),
+                        later_epochs(lambda: ShardDataModule(index, batch_size=b, seed=0).train_dataloader())),
     }
     if not args.quick:
         runs["train2"] = (Timing(f"loader: DataModule train loader, batch {b}, 2 workers", "win"),

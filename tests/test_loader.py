@@ -221,7 +221,7 @@ def test_train_stream_stops_when_no_sample_matches(
     (tmp_path / "index.json").write_text(json.dumps(raw))
     monkeypatch.setattr(loader_module, "_MAX_REJECTED_IN_A_ROW", 5)
     loader = ShardDataModule(tmp_path, batch_size=4, subjects=["05"]).train_dataloader()
-    with pytest.warns(UserWarning), pytest.raises(ValueError, match="5 samples in a row rejected"):
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"\d+ samples in a row rejected"):
         next(iter(loader))
 
 

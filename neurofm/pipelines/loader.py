@@ -34,18 +34,12 @@ Notes on webdataset 1.0.x that shaped this file:
 
 from __future__ import annotations
 
-import ast
-import io
 import json
-import math
-import mmap
-import os
 import random
-import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +47,9 @@ import lightning as L
 import numpy as np
 import torch
 import webdataset as wds
+
+from .tario import decode_npy, is_local_tar, tar_samples
+from .windowtable import WindowRef, open_table, recording_fields
 
 FORMAT = "neurofm-shards/1"
 INDEX_NAME = "index.json"
@@ -246,131 +243,6 @@ def select_shards(
 
 
 # --------------------------------------------------------------------------------------------------
-# reading shards
-#
-# webdataset reads a tar with Python's tarfile, which costs ten times more per member than copying
-# a window's data does (~170 µs a member here). Local ``.tar`` shards are memory-mapped and parsed here instead:
-# a header is a 512-byte slice, a .json member a small copy, and an .npy member a view that
-# `decode_sample` copies once into the window's array, as reading it from a numpy memmap would.
-# Other urls (``pipe:``, ``https://``) still stream through webdataset; both give the same samples.
-
-_TAR_BLOCK = 512
-_ZERO_BLOCK = bytes(_TAR_BLOCK)
-_SKIP_META = re.compile(r"__[^/]*__($|/)")  # webdataset skips such members (``tar_file_iterator``)
-
-
-def _is_local_tar(url: str) -> bool:
-    """A local, uncompressed ustar/pax tar (what neurofm writes); anything else goes to webdataset."""
-    if "://" in url or url.startswith("pipe:") or not url.endswith(".tar"):
-        return False
-    try:
-        with open(url, "rb") as f:
-            head = f.read(_TAR_BLOCK)
-    except OSError:
-        return False  # webdataset raises its own error, naming the url
-    return len(head) < _TAR_BLOCK or head[257:262] == b"ustar"
-
-
-def _pax_records(data: bytes) -> dict[str, str]:
-    """POSIX.1-2001 extended header: records ``"<len> <key>=<value>\\n"``."""
-    out, pos = {}, 0
-    while pos < len(data) and data[pos:pos + 1] != b"\0":
-        space = data.index(b" ", pos)
-        key, _, value = data[space + 1:pos + int(data[pos:space]) - 1].partition(b"=")
-        out[key.decode()] = value.decode("utf-8", "surrogateescape")
-        pos += int(data[pos:space])
-    return out
-
-
-def _ustar_name(header: memoryview) -> str:
-    name = bytes(header[0:100]).split(b"\0", 1)[0]
-    if header[345]:  # the ustar prefix field, for paths over 100 bytes
-        name = bytes(header[345:500]).split(b"\0", 1)[0] + b"/" + name
-    return name.decode("utf-8", "surrogateescape")
-
-
-# Header type flags (byte 156), as ints: regular file ("0", NUL, "7"), pax header, GNU long name.
-_REGULAR, _PAX, _GNU_LONGNAME = frozenset(b"0\x007"), ord("x"), ord("L")
-
-
-def _tar_files(path: str) -> Iterator[tuple[str, bytes | memoryview]]:
-    """(name, content) of the regular files in an uncompressed tar (ustar, pax or GNU long names).
-
-    ``.npy`` contents are read-only views of the memory-mapped file (the map closes when the last
-    view is gone); the others are ``bytes``. Fields are read straight from the map, never copied
-    as whole headers: this loop runs four times per window (shards.py writes a pax header before
-    each member).
-    """
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return
-        view = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
-    end, pos, ext = len(view), 0, None  # ext: pax / GNU overrides for the next member
-    while pos + _TAR_BLOCK <= end:
-        header = view[pos:pos + _TAR_BLOCK]
-        if header[257:262] != b"ustar":
-            if header == _ZERO_BLOCK:  # end-of-archive block
-                return
-            raise ValueError(f"{path}: no ustar/pax tar header at byte {pos}; the shard is corrupt")
-        kind = header[156]
-        try:
-            size = int(ext.pop("size") if ext and "size" in ext else bytes(header[124:136]).strip(b"\0 ") or b"0", 8)
-        except ValueError:
-            raise ValueError(f"{path}: bad size field in the tar header at byte {pos}; the shard is corrupt") from None
-        start, pos = pos + _TAR_BLOCK, pos + _TAR_BLOCK + size + (-size % _TAR_BLOCK)
-        if start + size > end:
-            raise ValueError(f"{path}: member at byte {start} is truncated ({end - start} of {size} bytes)")
-        if kind == _PAX or kind == _GNU_LONGNAME:  # about the next member
-            data = bytes(view[start:start + size])
-            if kind == _GNU_LONGNAME:
-                ext = {"path": data.rstrip(b"\0").decode("utf-8", "surrogateescape")}
-            elif b"path=" in data or b"size=" in data:  # the only records that matter here
-                ext = _pax_records(data)
-            continue
-        name = (ext.pop("path", None) if ext else None) or _ustar_name(header)
-        ext = None
-        if kind in _REGULAR:  # directories, links and pax global headers are skipped
-            member = view[start:start + size]
-            yield name, member if name.endswith(".npy") else bytes(member)
-    if pos < end and bytes(view[pos:]).strip(b"\0"):
-        raise ValueError(f"{path}: truncated tar header at byte {pos}; the shard is corrupt")
-
-
-def _local_tar_samples(url: str) -> Iterator[dict[str, Any]]:
-    """Samples of one local shard, grouped as webdataset's ``group_by_keys`` does."""
-    sample: dict[str, Any] | None = None
-    for name, data in _tar_files(url):
-        if name.startswith("__") and _SKIP_META.match(name):
-            continue
-        dot = name.find(".", name.rfind("/") + 1)
-        if dot <= name.rfind("/") + 1:  # no extension, or a hidden file: not part of a sample
-            continue
-        prefix, suffix = name[:dot], name[dot + 1:].lower()
-        if sample is None or sample["__key__"] != prefix:
-            if sample is not None:
-                yield sample
-            sample = {"__key__": prefix, "__url__": url}
-        if suffix in sample:
-            raise ValueError(f"{name}: duplicate file name in tar file {url}")
-        sample[suffix] = data
-    if sample is not None:
-        yield sample
-
-
-def tar_samples(src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Pipeline stage: ``{"url": ...}`` → samples (``__key__``, ``__url__``, one entry per member).
-
-    Same samples as ``wds.tarfile_to_samples()``; local ``.tar`` files take the fast reader above.
-    """
-    for shard in src:
-        url = shard["url"]
-        if _is_local_tar(url):
-            yield from _local_tar_samples(url)
-        else:
-            yield from wds.tarfile_to_samples()(iter([shard]))
-
-
-# --------------------------------------------------------------------------------------------------
 # one sample
 
 
@@ -394,42 +266,7 @@ class Sample:
     meta: dict[str, Any] = field(repr=False)
 
 
-def _positions(ch_pos: Any, n_chans: int, where: str) -> np.ndarray:
-    if ch_pos is None:
-        return np.full((n_chans, 3), np.nan, dtype=np.float32)
-    rows = [[np.nan if v is None else v for v in p] for p in ch_pos]
-    pos = np.asarray(rows, dtype=np.float32).reshape(-1, 3) if rows else np.zeros((0, 3), np.float32)
-    if pos.shape != (n_chans, 3):
-        raise ValueError(f"{where}: ch_pos has shape {pos.shape}, expected ({n_chans}, 3)")
-    return pos
-
-
-_NPY_MAGIC = b"\x93NUMPY"
 _FLOAT32 = np.dtype(np.float32)
-
-
-@lru_cache(maxsize=256)
-def _npy_header(header: bytes) -> tuple[np.dtype, tuple[int, ...], bool]:
-    """(dtype, shape, fortran_order) of an .npy header dict, parsed as numpy does (a literal, no code)."""
-    info = ast.literal_eval(header.decode("latin1"))
-    if not isinstance(info, dict) or not {"descr", "shape", "fortran_order"} <= set(info):
-        raise ValueError(f".npy header is not a numpy header: {header[:80]!r}")
-    return np.dtype(np.lib.format.descr_to_dtype(info["descr"])), tuple(info["shape"]), bool(info["fortran_order"])
-
-
-def _decode_npy(buf: bytes | bytearray | memoryview) -> np.ndarray:
-    """An .npy member to a new (writable) array, copying the data once; numpy's reader if unusual.
-
-    Only plain dtypes are ever decoded here, never pickles (like ``allow_pickle=False``).
-    """
-    head = bytes(buf[:12])
-    if head[:6] == _NPY_MAGIC and head[6] in (1, 2, 3):
-        start = 10 if head[6] == 1 else 12
-        header_len = int.from_bytes(head[8:start], "little")
-        dtype, shape, fortran = _npy_header(bytes(buf[start:start + header_len]))
-        if not dtype.hasobject and not fortran:
-            return np.frombuffer(buf, dtype, math.prod(shape), start + header_len).reshape(shape).copy()
-    return np.load(io.BytesIO(buf), allow_pickle=False)
 
 
 class _MetaCache:
@@ -519,22 +356,6 @@ class _MetaCache:
 _META = _MetaCache()
 
 
-def _recording_fields(meta: dict[str, Any], n_chans: int, where: str) -> dict[str, Any]:
-    """The Sample fields that come from a recording's metadata (validated)."""
-    ch_names = list(meta.get("ch_names") or [])
-    if len(ch_names) != n_chans:
-        raise ValueError(f"{where}: {len(ch_names)} ch_names for {n_chans} channels")
-    return dict(
-        ch_names=ch_names,
-        ch_types=list(meta.get("ch_types") or ["eeg"] * n_chans),
-        pos=_positions(meta.get("ch_pos"), n_chans, where),
-        bad_channels=list(meta.get("bad_channels") or []),
-        subject=str(meta.get("subject", "")),
-        dataset=str(meta.get("dataset", "")),
-        sfreq=float(meta["sfreq"]),
-    )
-
-
 def _own_copies(fields_: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.copy() if isinstance(v, (list, np.ndarray)) else v) for k, v in fields_.items()}
 
@@ -549,13 +370,13 @@ def decode_sample(raw: dict[str, Any]) -> Sample:
     for member in ("npy", "json"):
         if member not in raw:
             raise ValueError(f"sample {key} in {raw.get('__url__', '?')}: missing member .{member} (has {sorted(raw)})")
-    x = _decode_npy(raw["npy"])
+    x = decode_npy(raw["npy"])
     if x.dtype != _FLOAT32 or x.ndim != 2:
         raise ValueError(f"sample {key} in {raw.get('__url__', '?')}: .npy is {x.dtype} {x.shape}, "
                          "expected float32 (n_chans, n_times)")
     meta, derived = _META.parse(raw["json"])
     if derived is None or derived.get("n_chans") != x.shape[0]:
-        fields_ = _recording_fields(meta, x.shape[0], f"sample {key} in {raw.get('__url__', '?')}")
+        fields_ = recording_fields(meta, x.shape[0], f"sample {key} in {raw.get('__url__', '?')}")
         if derived is not None:  # first window of a recording: kept for the next ones
             derived.update(_own_copies(fields_), n_chans=x.shape[0])
     else:
@@ -572,31 +393,60 @@ class SubjectFilter:
     subjects: tuple[str, ...] | None = None
     exclude_subjects: tuple[str, ...] = ()
 
-    def __call__(self, sample: Sample) -> bool:
+    def __call__(self, sample: Sample | WindowRef) -> bool:
         keep = self.subjects is None or _subject_matches(sample.dataset, sample.subject, self.subjects)
         return keep and not _subject_matches(sample.dataset, sample.subject, self.exclude_subjects)
 
 
-def guarded_select(src: Iterable[Sample], keep: Callable[[Sample], bool]) -> Iterator[Sample]:
-    """Samples that ``keep`` accepts; a rejected one means index.json and the shard disagree.
+Window = Sample | WindowRef  # what flows through a pipeline until the batch is read
+
+
+class _Guard:
+    """``keep`` with a safety net: a rejected window means index.json and the shard disagree.
 
     Rejections are warned about, and a long run of them is an error: an endless train stream whose
     shards hold none of the selected subjects would otherwise spin without ever yielding a batch.
     """
-    rejected = 0
-    for sample in src:
-        if keep(sample):
-            rejected = 0
-            yield sample
-            continue
-        if rejected == 0:
-            warnings.warn(f"skipping sample {sample.key} in {sample.url}: its subject {sample.subject!r} is "
+
+    def __init__(self, keep: Callable[[Any], bool]) -> None:
+        self.keep, self.rejected = keep, 0
+
+    def __call__(self, item: Sample | WindowRef, n: int = 1) -> bool:
+        """Whether ``item`` (standing for ``n`` windows of one recording) is kept."""
+        if self.keep(item):
+            self.rejected = 0
+            return True
+        if self.rejected == 0:
+            warnings.warn(f"skipping sample {item.key} in {item.url}: its subject {item.subject!r} is "
                           "not selected although index.json lists its shard under a selected subject",
-                          stacklevel=2)
-        rejected += 1
-        if rejected >= _MAX_REJECTED_IN_A_ROW:
-            raise ValueError(f"{rejected} samples in a row rejected by {keep} (last: {sample.key} in "
-                             f"{sample.url}); index.json does not match the shards' metadata")
+                          stacklevel=3)
+        self.rejected += n
+        if self.rejected >= _MAX_REJECTED_IN_A_ROW:
+            raise ValueError(f"{self.rejected} samples in a row rejected by {self.keep} (last: {item.key} in "
+                             f"{item.url}); index.json does not match the shards' metadata")
+        return False
+
+
+def shard_windows(src: Iterable[dict[str, Any]], keep: Callable[[Any], bool] = SubjectFilter()) -> Iterator[Window]:
+    """Pipeline stage: ``{"url": ...}`` → the windows ``keep`` accepts.
+
+    A local shard with a window table (``windowtable.py``) gives :class:`WindowRef` objects, read
+    only when batched; any other shard gives decoded :class:`Sample` objects. The subject filter is
+    a safety net behind the shard-level selection, applied once per table (a shard is one recording).
+    """
+    guard = _Guard(keep)
+    for shard in src:
+        url = shard["url"]
+        table = open_table(url) if is_local_tar(url) else None
+        if table is None:
+            yield from (s for s in map(decode_sample, tar_samples([shard])) if guard(s))
+        elif guard(WindowRef(table, 0), len(table)):
+            yield from map(WindowRef, [table] * len(table), range(len(table)))
+
+
+def as_sample(item: Window) -> Sample:
+    """A :class:`Sample` (the data copied out of the shard) for either kind of window."""
+    return decode_sample(item.members()) if isinstance(item, WindowRef) else item
 
 
 # --------------------------------------------------------------------------------------------------
@@ -641,10 +491,13 @@ class Batch:
         return self._map_tensors(lambda t: t.pin_memory())
 
 
-def _check_uniform(samples: Sequence[Sample], name: str, get: Callable[[Sample], Any]) -> Any:
-    values = {get(s) for s in samples}
+def _check_uniform(items: Iterable[Any], name: str, get: Callable[[Any], Any]) -> Any:
+    """The one value of ``get`` over ``items`` (samples or window tables); an error naming them if several."""
+    items = list(items)
+    values = {get(s) for s in items}
     if len(values) > 1:
-        raise ValueError(f"cannot batch windows with different {name}: { {s.key: get(s) for s in samples} }")
+        names = {getattr(s, "key", None) or getattr(s, "url", "?"): get(s) for s in items}
+        raise ValueError(f"cannot batch windows with different {name}: {names}")
     return values.pop()
 
 
@@ -681,6 +534,51 @@ def collate_samples(samples: Sequence[Sample], mask_bad_channels: bool = True) -
         key=[s.key for s in samples],
         ch_names=[s.ch_names for s in samples],
         ch_types=[s.ch_types for s in samples],
+        sfreq=float(sfreq),
+    )
+
+
+def collate_windows(items: Sequence[Window], mask_bad_channels: bool = True) -> Batch:
+    """:func:`collate_samples` for pipeline items: window references are read straight into the batch.
+
+    Per window this is one copy from the mapped shard into the batch array; positions and masks are
+    set once per recording in the batch. Gives the same :class:`Batch` as ``collate_samples`` of the
+    decoded samples (test).
+    """
+    if not items or not all(type(item) is WindowRef for item in items):
+        return collate_samples([as_sample(item) for item in items], mask_bad_channels)
+    tables = {id(r.table): r.table for r in items}
+    n_times = _check_uniform(tables.values(), "n_times", lambda t: t.n_times)
+    sfreq = _check_uniform(tables.values(), "sfreq", lambda t: t.sfreq)
+    n_batch, n_chans = len(items), max(t.n_chans for t in tables.values())
+    x = np.empty((n_batch, n_chans * n_times), np.float32)  # (B, C*T): row b holds window b, then padding
+    rows: dict[int, list[int]] = {}
+    for b, r in enumerate(items):
+        t = r.table
+        size = t.n_chans * n_times
+        x[b, :size] = np.frombuffer(t.view, _FLOAT32, size, t.data_offsets[r.i])
+        if size < x.shape[1]:
+            x[b, size:] = 0.0
+        rows.setdefault(id(t), []).append(b)
+    pos = np.zeros((n_batch, n_chans, 3), np.float32)  # (B, C, 3)
+    chan_mask = np.zeros((n_batch, n_chans), bool)  # (B, C)
+    pos_known = np.zeros((n_batch, n_chans), bool)  # (B, C)
+    for key, b in rows.items():
+        t = tables[key]
+        pos[b, : t.n_chans] = t.pos0
+        chan_mask[b, : t.n_chans] = t.good if mask_bad_channels else True
+        pos_known[b, : t.n_chans] = t.pos_known
+    return Batch(
+        x=torch.from_numpy(x.reshape(n_batch, n_chans, n_times)),
+        chan_mask=torch.from_numpy(chan_mask),
+        pos=torch.from_numpy(pos),
+        pos_known=torch.from_numpy(pos_known),
+        label=torch.tensor([r.table.labels[r.i] for r in items], dtype=torch.long),
+        subject=[r.table.subject for r in items],
+        dataset=[r.table.dataset for r in items],
+        key=[r.table.keys[r.i] for r in items],
+        ch_names=[list(r.table.fields["ch_names"]) for r in items],
+        ch_types=[list(r.table.fields["ch_types"]) for r in items],
         sfreq=float(sfreq),
     )
 
@@ -775,7 +673,7 @@ def train_pipeline(
     seed: int = 0,
     rank: int = 0,
     shuffle_buffer: int = 1000,
-    sample_filter: Callable[[Sample], bool] = SubjectFilter(),
+    sample_filter: Callable[[Any], bool] = SubjectFilter(),
     mask_bad_channels: bool = True,
 ) -> wds.DataPipeline:
     """Endless stream of full batches: resampled shards → samples → filter → shuffle → collate.
@@ -784,11 +682,9 @@ def train_pipeline(
     """
     return wds.DataPipeline(
         SeededResampledShards(urls, seed, rank),
-        tar_samples,
-        wds.map(decode_sample),
-        partial(guarded_select, keep=sample_filter),
+        partial(shard_windows, keep=sample_filter),
         SeededShuffle(shuffle_buffer, seed, rank) if shuffle_buffer > 1 else None,
-        wds.batched(batch_size, collation_fn=partial(collate_samples, mask_bad_channels=mask_bad_channels),
+        wds.batched(batch_size, collation_fn=partial(collate_windows, mask_bad_channels=mask_bad_channels),
                     partial=False),
     )
 
@@ -799,7 +695,7 @@ def eval_pipeline(
     *,
     rank: int = 0,
     world_size: int = 1,
-    sample_filter: Callable[[Sample], bool] = SubjectFilter(),
+    sample_filter: Callable[[Any], bool] = SubjectFilter(),
     mask_bad_channels: bool = True,
 ) -> wds.DataPipeline:
     """Every sample of ``urls`` once: shards split over ranks, then workers, never shuffled.
@@ -807,15 +703,13 @@ def eval_pipeline(
     ``batch_size=None`` yields :class:`Sample` objects instead of batches. A rank or worker may get
     no shard (more workers than shards): it then yields nothing rather than failing.
     """
-    collate = partial(collate_samples, mask_bad_channels=mask_bad_channels)
+    collate = partial(collate_windows, mask_bad_channels=mask_bad_channels)
     return wds.DataPipeline(
         wds.SimpleShardList(list(urls)),
         partial(split_by_rank, rank=rank, world_size=world_size),
         wds.split_by_worker,
-        tar_samples,
-        wds.map(decode_sample),
-        partial(guarded_select, keep=sample_filter),
-        None if batch_size is None else wds.batched(batch_size, collation_fn=collate, partial=True),
+        partial(shard_windows, keep=sample_filter),
+        wds.map(as_sample) if batch_size is None else wds.batched(batch_size, collation_fn=collate, partial=True),
     )
 
 

@@ -10,7 +10,6 @@ import json
 import multiprocessing as mp
 import os
 import time
-import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -27,6 +26,7 @@ from .shards import (build_index, clear_item, read_marker, shard_info_dicts, wri
                      write_shards)
 from .sources import Item, Loaded, list_items, load_item, recording_id
 from .windows import Window, bad_spans, cut, event_windows, fixed_windows
+from .windowtable import table_path, write_table
 
 
 @dataclass
@@ -204,6 +204,9 @@ def _completed(out: Path, item: Item, phash: str) -> dict | None:
         raise PrepareError(
             f"{out} holds {item.item_id} prepared with preprocessing hash {marker.get('preproc_hash')}, "
             f"but the manifest now hashes to {phash}: prepare into a new --out folder")
+    for shard in marker["shards"]:  # datasets prepared before window tables existed get them now
+        if not table_path(out / shard["url"]).is_file():
+            write_table(out / shard["url"], shard["sha256"])
     return marker
 
 

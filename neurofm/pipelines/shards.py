@@ -1,5 +1,7 @@
 """WebDataset shards, completion markers and the dataset index (format: docs/shard-format.md).
 
+Each shard gets a window table (``*.windows.json``, ``windowtable.py``) once it is in place.
+
 Crash safety: a shard is written as ``*.tar.tmp`` and renamed when closed; an item's marker
 (``parts/<item>.json``) is written atomically after all of its shards are in place; the index is
 written last, atomically, from markers only. So a ``kill -9`` never puts a partial shard in an index.
@@ -20,6 +22,8 @@ from typing import Any, Iterable
 
 import numpy as np
 import webdataset as wds
+
+from .windowtable import write_table
 
 INDEX_FORMAT = "neurofm-shards/1"
 SHARD_MAXCOUNT = 2000  # samples per shard: 4 s × 64 ch × 200 Hz float32 ≈ 200 kB each → ~400 MB
@@ -47,16 +51,20 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON to a temporary file in the same folder, fsync, then rename over ``path``."""
+def write_json_atomic(path: str | Path, obj: Any, durable: bool = True, indent: int | None = 1) -> None:
+    """Write JSON to a temporary file in the same folder, fsync (when ``durable``), then rename over ``path``.
+
+    ``indent=None`` writes compact JSON with the C encoder (an indent makes ``json`` encode in Python).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, allow_nan=False)
+            json.dump(obj, f, indent=indent, allow_nan=False, separators=None if indent else (",", ":"))
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
@@ -86,8 +94,9 @@ def write_shards(folder: Path, prefix: str, samples: Iterable[dict], info: dict,
     def finalize(tmp_name: str) -> None:
         final = tmp_name[: -len(".tmp")]
         os.replace(tmp_name, final)
-        done.append(ShardInfo(Path(final).relative_to(index_root).as_posix(), writer.count,
-                              sha256_file(final), **info))
+        sha256 = sha256_file(final)
+        write_table(final, sha256)  # before the item's marker: a marked shard always has its table
+        done.append(ShardInfo(Path(final).relative_to(index_root).as_posix(), writer.count, sha256, **info))
 
     writer = wds.ShardWriter(str(folder / f"{prefix}-%06d.tar.tmp"), maxcount=SHARD_MAXCOUNT,
                              maxsize=SHARD_MAXSIZE, post=finalize, verbose=0,
