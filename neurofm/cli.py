@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from jsonargparse import CLI
 
@@ -152,6 +151,31 @@ def _tokenizer_report(
     return 0
 
 
+def _tokenize(index: str, *, tokenizer: str, out: str, n_q: int | None = None, batch_size: int = 64,
+              device: str = "cpu", progress: bool = True) -> int:
+    """Encode a prepared dataset into token shards (codes + the same metadata) + index.json; resumable.
+
+    Args:
+        index: a prepared dataset's index.json or its folder.
+        tokenizer: a tokenizer folder written by save_pretrained (runs/tokenizer/tiny/tokenizer) or a hub id.
+        out: output folder; rerunning into it resumes where it stopped (another tokenizer or n_q redoes the shards).
+        n_q: levels kept per frame (default: all the tokenizer has).
+        batch_size: windows per encode call.
+        device: torch device (cpu, cuda); reruns are byte-identical on cpu.
+        progress: show a progress bar.
+    """
+    from .tokenizers.tokenize import TokenizeError, print_tokenize_summary, tokenize_dataset
+
+    try:
+        summary = tokenize_dataset(index, tokenizer, out, n_q=n_q, batch_size=batch_size, device=device,
+                                   progress=progress)
+    except TokenizeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print_tokenize_summary(summary)
+    return 1 if summary.n_failed else 0
+
+
 COMMANDS = {
     "datasets": _datasets,
     "prepare": _prepare,
@@ -159,6 +183,7 @@ COMMANDS = {
     "inspect": _inspect,
     "quickstart": _quickstart,
     "tokenizer": {"fit": _tokenizer_fit, "report": _tokenizer_report},
+    "tokenize": _tokenize,
 }
 
 
