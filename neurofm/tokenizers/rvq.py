@@ -26,7 +26,7 @@ from vector_quantize_pytorch import ResidualVQ
 
 from .base import Tokenizer, TokenizerInputError, TokenizerOutput, check_signal, register_tokenizer
 from .config import RVQConfig
-from .hub import StrictHubMixin
+from ..hub import StrictHubMixin
 from .losses import reconstruction_losses
 from .modules import ConvDecoder, ConvEncoder
 

@@ -1,0 +1,121 @@
+"""``BackboneConfig``: every knob of an any-montage transformer, with named presets as data.
+
+Torch-free so that the command line builds ``--help`` without importing torch;
+``neurofm.models.backbone`` builds the module from it (``build_backbone``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Literal
+
+ATTENTIONS = ("full", "criss_cross")
+MLPS = ("swiglu", "geglu")
+INPUTS = ("patch", "codes")
+POOLINGS = ("mean", "attention")
+
+
+@dataclass
+class BackboneConfig:
+    """One backbone: (channel, time-patch) tokens → pre-norm transformer → features / head.
+
+    Tokens: every channel's signal is cut into patches of ``patch_size`` samples (at ``sfreq``); a
+    token is embedded from the patch (``input="patch"``) or from the RVQ codes of its frames
+    (``input="codes"``: sum of per-level code embeddings), plus a Fourier encoding of the channel's
+    3-D position and the patch's time (REVE-style), so that any montage runs.
+    """
+
+    name: str = "custom"
+    sfreq: float = 200.0
+    patch_size: int = 200  # samples per time patch (1 s at 200 Hz, as LaBraM/CBraMod)
+    dim: int = 64
+    depth: int = 2
+    heads: int = 4
+    mlp_ratio: float = 8 / 3  # hidden = mlp_ratio * dim per GLU branch (4 * dim * 2/3: same params as a GELU MLP of 4 * dim)
+    mlp: Literal["swiglu", "geglu"] = "swiglu"
+    attention: Literal["full", "criss_cross"] = "full"
+    input: Literal["patch", "codes"] = "patch"
+    # codes input: what the tokenizer gives per patch
+    n_q: int = 4
+    codebook_size: int = 256
+    frames_per_patch: int = 10  # tokenizer frames per patch (rvq_tiny: 10 frames/s, 1 s patches)
+    # position: Fourier features of (x, y, z) in metres / pos_scale and t in patches / time_scale
+    fourier_bands: int = 16
+    pos_scale: float = 0.1  # metres: head radius ~0.09 m maps to ~1
+    time_scale: float = 64.0  # patches: a minute of 1 s patches maps to ~1
+    dropout: float = 0.0
+    qk_norm: bool = True  # RMSNorm on queries and keys per head (stable at scale, as in ViT-22B)
+    pooling: Literal["mean", "attention"] = "mean"
+    n_outputs: int | None = None  # head outputs; None: forward returns pooled features
+    grad_checkpointing: bool = False
+    norm_eps: float = 1e-6
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("attention", ATTENTIONS), ("mlp", MLPS), ("input", INPUTS), ("pooling", POOLINGS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be one of {allowed}")
+        for name in ("patch_size", "dim", "depth", "heads", "n_q", "codebook_size", "frames_per_patch",
+                     "fourier_bands"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        if self.dim % self.heads:
+            raise ValueError(f"dim={self.dim} must be divisible by heads={self.heads}")
+        if self.attention == "criss_cross" and self.heads % 2:
+            raise ValueError(f"criss_cross attention splits the heads in two halves: heads={self.heads} must be even")
+        for name in ("sfreq", "mlp_ratio", "pos_scale", "time_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
+        if self.n_outputs is not None and self.n_outputs < 1:
+            raise ValueError(f"n_outputs={self.n_outputs} must be >= 1 or None")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    @property
+    def mlp_hidden(self) -> int:
+        return int(round(self.mlp_ratio * self.dim / 8)) * 8 or 8  # a multiple of 8
+
+    @classmethod
+    def from_name(cls, name: str, **overrides: Any) -> BackboneConfig:
+        """A named preset (``tiny``, ``small``, ``base``, ``large``) with fields overridden."""
+        if name not in cls.PRESETS:
+            raise ValueError(f"backbone preset {name!r} is not one of {sorted(cls.PRESETS)}")
+        return cls(**{**cls.PRESETS[name], "name": name, **overrides})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BackboneConfig:
+        """Strict: a key that is not a field is an error (a typo must not fall back to a default)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown BackboneConfig field(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+BackboneConfig.PRESETS.update({
+    # CPU tests and the quickstart (~60 k parameters).
+    "tiny": dict(dim=32, depth=2, heads=4),
+    "small": dict(dim=128, depth=6, heads=8),
+    # LaBraM-base / CBraMod scale: width 200, 12 layers, 10 heads (~5.9 M parameters).
+    "base": dict(dim=200, depth=12, heads=10),
+    # LaBraM-large scale: width 400, 24 layers, 16 heads.
+    "large": dict(dim=400, depth=24, heads=16),
+})
+
+
+def resolve_backbone_config(config: str | dict[str, Any] | BackboneConfig, **overrides: Any) -> BackboneConfig:
+    """A preset name, a mapping (strict) or a config; ``overrides`` replace fields."""
+    if isinstance(config, BackboneConfig):
+        return BackboneConfig.from_dict({**config.to_dict(), **overrides}) if overrides else config
+    if isinstance(config, dict):
+        return BackboneConfig.from_dict({**config, **overrides})
+    return BackboneConfig.from_name(config, **overrides)

@@ -1,0 +1,113 @@
+"""Transformer pieces: GLU MLPs, full and criss-cross attention over (channel, patch) tokens, blocks.
+
+Attention runs through ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-
+efficient kernels on GPU). Token grids are ``(B, C, P, D)``: ``C`` channels (padded, with a
+channel mask), ``P`` time patches, width ``D``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class GLUMLP(nn.Module):
+    """``W2 (act(W1 x) * W3 x)``: SwiGLU (SiLU) or GEGLU (GELU)."""
+
+    def __init__(self, dim: int, hidden: int, kind: str = "swiglu", dropout: float = 0.0) -> None:
+        super().__init__()
+        self.w13 = nn.Linear(dim, 2 * hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+        self.act = {"swiglu": F.silu, "geglu": F.gelu}[kind]
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:  # (..., D) -> (..., D)
+        a, b = self.w13(x).chunk(2, dim=-1)
+        return self.dropout(self.w2(self.act(a) * b))
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, dropout: float) -> Tensor:
+    """SDPA over ``(N, H, L, hd)``; ``key_mask`` (N, L) True = a key that may be attended to."""
+    mask = None if key_mask is None else key_mask[:, None, None, :]  # (N, 1, 1, L)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+
+
+class GridAttention(nn.Module):
+    """Multi-head self-attention over a token grid ``(B, C, P, D)``.
+
+    ``kind="full"``: every token attends to every real token (C·P keys). ``kind="criss_cross"``
+    (CBraMod): half of the heads attend across channels within a patch, the other half across
+    patches within a channel; cost O(C·P·(C+P)) instead of O((C·P)²).
+    """
+
+    def __init__(self, dim: int, heads: int, kind: str = "full", qk_norm: bool = True, dropout: float = 0.0,
+                 eps: float = 1e-6) -> None:
+        super().__init__()
+        self.heads, self.kind, self.dropout = heads, kind, dropout
+        self.head_dim = dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim, bias=False)
+        self.q_norm = nn.RMSNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
+
+    def forward(self, x: Tensor, chan_mask: Tensor) -> Tensor:  # (B, C, P, D), (B, C) -> (B, C, P, D)
+        b, c, p, d = x.shape
+        q, k, v = self.qkv(x).view(b, c, p, 3, self.heads, self.head_dim).unbind(3)  # each (B, C, P, H, hd)
+        q, k = self.q_norm(q), self.k_norm(k)
+        drop = self.dropout if self.training else 0.0
+        if self.kind == "full":
+            out = self._full(q, k, v, chan_mask, drop)
+        else:
+            out = self._criss_cross(q, k, v, chan_mask, drop)
+        return self.proj(out.reshape(b, c, p, d))
+
+    def _full(self, q: Tensor, k: Tensor, v: Tensor, chan_mask: Tensor, drop: float) -> Tensor:
+        b, c, p, h, hd = q.shape
+        seq = [t.reshape(b, c * p, h, hd).transpose(1, 2) for t in (q, k, v)]  # (B, H, C*P, hd)
+        key_mask = chan_mask[:, :, None].expand(b, c, p).reshape(b, c * p)  # (B, C*P)
+        out = _attend(*seq, key_mask, drop)  # (B, H, C*P, hd)
+        return out.transpose(1, 2).reshape(b, c, p, h, hd)
+
+    def _criss_cross(self, q: Tensor, k: Tensor, v: Tensor, chan_mask: Tensor, drop: float) -> Tensor:
+        b, c, p, h, hd = q.shape
+        half = h // 2
+        # spatial heads: for each (batch, patch), a sequence over channels; padded channels masked
+        sq, sk, sv = (t[..., :half, :].permute(0, 2, 3, 1, 4).reshape(b * p, half, c, hd) for t in (q, k, v))
+        s_mask = chan_mask[:, None, :].expand(b, p, c).reshape(b * p, c)  # (B*P, C)
+        s_out = _attend(sq, sk, sv, s_mask, drop).reshape(b, p, half, c, hd).permute(0, 3, 1, 2, 4)  # (B, C, P, h/2, hd)
+        # temporal heads: for each (batch, channel), a sequence over patches (all real)
+        tq, tk, tv = (t[..., half:, :].permute(0, 1, 3, 2, 4).reshape(b * c, h - half, p, hd) for t in (q, k, v))
+        t_out = _attend(tq, tk, tv, None, drop).reshape(b, c, h - half, p, hd).transpose(2, 3)  # (B, C, P, h/2, hd)
+        return torch.cat([s_out, t_out], dim=3)  # (B, C, P, H, hd)
+
+
+class Block(nn.Module):
+    """Pre-norm (RMSNorm) attention + GLU MLP, each with a residual."""
+
+    def __init__(self, dim: int, heads: int, mlp_hidden: int, *, attention: str = "full", mlp: str = "swiglu",
+                 qk_norm: bool = True, dropout: float = 0.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm1 = nn.RMSNorm(dim, eps=eps)
+        self.attn = GridAttention(dim, heads, attention, qk_norm=qk_norm, dropout=dropout, eps=eps)
+        self.norm2 = nn.RMSNorm(dim, eps=eps)
+        self.mlp = GLUMLP(dim, mlp_hidden, mlp, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, chan_mask: Tensor) -> Tensor:  # (B, C, P, D) -> (B, C, P, D)
+        x = x + self.drop(self.attn(self.norm1(x), chan_mask))
+        return x + self.mlp(self.norm2(x))
+
+
+class AttentionPool(nn.Module):
+    """One learned query attends over the real tokens: ``(B, N, D)`` → ``(B, D)``."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.query = nn.Parameter(torch.zeros(1, 1, dim))
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+
+    def forward(self, tokens: Tensor, key_mask: Tensor) -> Tensor:  # (B, N, D), (B, N) True = real
+        q = self.query.expand(tokens.shape[0], -1, -1)
+        out, _ = self.attn(q, tokens, tokens, key_padding_mask=~key_mask, need_weights=False)
+        return out[:, 0]
