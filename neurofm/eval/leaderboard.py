@@ -1,0 +1,151 @@
+"""Leaderboard: validate result rows, rank models per dataset × protocol × adaptation, plot.
+
+``validate_rows`` refuses what would make a table misleading: malformed rows, non-finite metrics,
+duplicated experiments, one (dataset, protocol) measured on different data (hashes), and
+incomplete folds (a model × seed that lacks some subjects of its dataset).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .results import REQUIRED, ROW_FORMAT, is_finite_metrics, read_rows, row_key
+
+FORMATS = ("md", "csv", "html")
+
+
+class LeaderboardError(ValueError):
+    """Rows that cannot make a trustworthy table; the message lists every problem with its line."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    dataset: str
+    protocol: str
+    adapt: str
+    k: int | None
+    model: str
+    mean: float
+    std: float
+    n: int  # folds × seeds
+    n_subjects: int
+    n_seeds: int
+    rank: int
+
+
+def validate_rows(rows: list[dict[str, Any]]) -> list[str]:
+    """Every problem found (empty when the rows are fine)."""
+    problems = []
+    for row in rows:
+        where = row.get("_source", "?")
+        missing = [k for k in REQUIRED if k not in row]
+        if missing:
+            problems.append(f"{where}: malformed row, missing {missing}")
+        elif row["format"] != ROW_FORMAT:
+            problems.append(f"{where}: format {row['format']!r}, expected {ROW_FORMAT!r}")
+        elif not isinstance(row["metrics"], dict) or not row["metrics"]:
+            problems.append(f"{where}: metrics must be a non-empty object")
+        elif not is_finite_metrics(row["metrics"]):
+            bad = {k: v for k, v in row["metrics"].items() if not (isinstance(v, (int, float)) and math.isfinite(v))}
+            problems.append(f"{where}: non-finite metrics {bad}")
+    if problems:
+        return problems
+    seen: dict[tuple, str] = {}
+    for row in rows:
+        key = row_key(row)
+        if key in seen:
+            problems.append(f"{row['_source']}: duplicate of {seen[key]} ({row['model']}, {row['fold_id']})")
+        seen[key] = row["_source"]
+    hashes: dict[tuple, set] = defaultdict(set)
+    for row in rows:
+        hashes[(row["dataset"], row["protocol"])].add(row["data_hash"])
+    problems += [f"{d} / {p}: rows from different data (hashes {sorted(h)}); re-run on one preparation"
+                 for (d, p), h in hashes.items() if len(h) > 1]
+    problems += _incomplete(rows)
+    return problems
+
+
+def _incomplete(rows: list[dict[str, Any]]) -> list[str]:
+    """A model × seed (× k) must cover every subject its dataset × protocol has in any row."""
+    subjects: dict[tuple, set] = defaultdict(set)
+    covered: dict[tuple, set] = defaultdict(set)
+    for row in rows:
+        subjects[(row["dataset"], row["protocol"])].add(row["subject"])
+        covered[(row["dataset"], row["protocol"], row["adapt"], row.get("k"), row["model"], row["seed"])].add(row["subject"])
+    out = []
+    for (dataset, protocol, adapt, k, model, seed), have in sorted(covered.items(), key=str):
+        lacking = subjects[(dataset, protocol)] - have
+        if lacking:
+            out.append(f"{model} on {dataset} / {protocol} / {adapt}{'' if k is None else f' / k={k}'} / seed {seed}: "
+                       f"incomplete folds, no result for subject(s) {sorted(lacking)}")
+    return out
+
+
+def load_valid_rows(path: str | Path) -> list[dict[str, Any]]:
+    rows = read_rows(path)
+    if not rows:
+        raise LeaderboardError(f"{path}: no result rows")
+    problems = validate_rows(rows)
+    if problems:
+        raise LeaderboardError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    return rows
+
+
+def rank(rows: list[dict[str, Any]], metric: str = "balanced_accuracy") -> list[Entry]:
+    """Mean ± std over folds and seeds per (dataset, protocol, adapt, k, model), ranked within each group."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        if metric not in row["metrics"]:
+            raise LeaderboardError(f"{row['_source']}: no metric {metric!r} (has {sorted(row['metrics'])})")
+        groups[(row["dataset"], row["protocol"], row["adapt"], row.get("k"), row["model"])].append(row)
+    entries = []
+    for (dataset, protocol, adapt, k, model), group in groups.items():
+        values = np.array([r["metrics"][metric] for r in group], dtype=float)
+        entries.append(dict(dataset=dataset, protocol=protocol, adapt=adapt, k=k, model=model,
+                            mean=float(values.mean()), std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                            n=len(values), n_subjects=len({r["subject"] for r in group}),
+                            n_seeds=len({r["seed"] for r in group})))
+    entries.sort(key=lambda e: (e["dataset"], e["protocol"], e["adapt"], e["k"] or 0, -e["mean"]))
+    ranked, last_group, r = [], None, 0
+    for e in entries:
+        group = (e["dataset"], e["protocol"], e["adapt"], e["k"])
+        r = 1 if group != last_group else r + 1
+        last_group = group
+        ranked.append(Entry(**e, rank=r))
+    return ranked
+
+
+COLUMNS = ("dataset", "protocol", "adapt", "k", "rank", "model", "score", "n", "subjects", "seeds")
+
+
+def _cells(e: Entry) -> list[str]:
+    return [e.dataset, e.protocol, e.adapt, "" if e.k is None else str(e.k), str(e.rank), e.model,
+            f"{e.mean:.3f} ± {e.std:.3f}", str(e.n), str(e.n_subjects), str(e.n_seeds)]
+
+
+def render(entries: list[Entry], fmt: str = "md", metric: str = "balanced_accuracy") -> str:
+    if fmt not in FORMATS:
+        raise LeaderboardError(f"format {fmt!r} is not one of {FORMATS}")
+    header = [c if c != "score" else f"{metric} (mean ± std)" for c in COLUMNS]
+    rows = [_cells(e) for e in entries]
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow([*COLUMNS[:6], "mean", "std", *COLUMNS[7:]])
+        writer.writerows([[*c[:6], f"{e.mean:.6f}", f"{e.std:.6f}", *c[7:]] for c, e in zip(rows, entries)])
+        return buf.getvalue()
+    if fmt == "html":
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+        return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>{body}</tbody>\n</table>\n"
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
