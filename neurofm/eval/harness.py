@@ -86,7 +86,7 @@ def run_benchmark(
     """Run (or resume) one model on one prepared dataset under one protocol; rows go to ``out``."""
     if adapt not in ADAPTS:
         raise ValueError(f"adapt={adapt!r} must be one of {ADAPTS}")
-    make = model if callable(model) else (lambda: build_model(model, **(model_options or {})))
+    make = model if callable(model) else (lambda: build_model(model, adapt=adapt, **(model_options or {})))
     t0 = time.perf_counter()
     data = load_eval_data(index)
     folds = make_folds(data, protocol, tuple(seeds), **protocol_options)

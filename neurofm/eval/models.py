@@ -44,8 +44,15 @@ def register_model(name: str) -> Callable:
 def build_model(name: str, **options: Any) -> EvalModel:
     """A registered model by name (``csp_lda``, ``ts_lr``, ...)."""
     if name not in MODELS:
+        from . import deep  # noqa: F401 - registers the deep models (imports torch)
+    if name not in MODELS:
         raise ValueError(f"model {name!r} is not one of {sorted(MODELS)}")
     return MODELS[name](**options)
+
+
+def _scratch_only(name: str, adapt: str) -> None:
+    if adapt != "scratch":
+        raise ValueError(f"{name} is trained from scratch on each fold: adapt must be 'scratch', not {adapt!r}")
 
 
 def config_sha256(config: dict[str, Any]) -> str:
@@ -110,8 +117,9 @@ class SklearnModel:
 
 
 @register_model("csp_lda")
-def csp_lda(band: tuple[float, float] = (8.0, 30.0), n_components: int = 6) -> SklearnModel:
+def csp_lda(adapt: str = "scratch", band: tuple[float, float] = (8.0, 30.0), n_components: int = 6) -> SklearnModel:
     """Band-pass → CSP (log-variance of ``n_components`` filters) → shrinkage LDA."""
+    _scratch_only("csp_lda", adapt)
 
     def make(sfreq: float, seed: int):
         from mne.decoding import CSP
@@ -125,8 +133,9 @@ def csp_lda(band: tuple[float, float] = (8.0, 30.0), n_components: int = 6) -> S
 
 
 @register_model("ts_lr")
-def ts_lr(band: tuple[float, float] = (8.0, 30.0), c: float = 1.0) -> SklearnModel:
+def ts_lr(adapt: str = "scratch", band: tuple[float, float] = (8.0, 30.0), c: float = 1.0) -> SklearnModel:
     """Band-pass → OAS covariances → Riemannian tangent space (reference: training mean) → logistic regression."""
+    _scratch_only("ts_lr", adapt)
 
     def make(sfreq: float, seed: int):
         from pyriemann.estimation import Covariances

@@ -1,0 +1,391 @@
+"""Deep models under test: braindecode's and ours, trained from scratch, fine-tuned, or linearly probed.
+
+One :class:`DeepModel` (an ``EvalModel``) wraps any ``nn.Module`` factory from the ``NETS``
+registry. Everything learned from data comes from the fold's training side:
+
+- normalisation (per-channel z-score, or none for our backbones, which take µV) from the train windows;
+- ``scratch`` / ``finetune``: Lightning training with AdamW, early stopping and the *best epoch by
+  validation loss* restored before testing (validation = training subjects only, see splits.py);
+  without a validation set (few-shot) a fixed number of epochs; optional layer-wise learning-rate
+  decay and two-stage (head first, then everything) fine-tuning;
+- ``linear``: the backbone is frozen, features are extracted once per window (cached by weights and
+  window content across folds) and a linear probe is fitted: logistic regression, or a closed-form
+  ridge probe, with its penalty chosen on the validation split (leave-one-out when there is none).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import EvalData
+from .models import register_model
+
+PROBES = ("logreg", "ridge")
+_PENALTIES = np.logspace(-3, 3, 13)
+
+
+@dataclass
+class TrainSettings:
+    """How a deep model is trained on a fold (fine-tuning and from scratch)."""
+
+    max_epochs: int = 40
+    fewshot_epochs: int = 30  # without a validation split
+    patience: int = 8  # epochs without a better validation loss before stopping
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    layer_decay: float | None = None  # e.g. 0.75: lr × decay^(depth - layer) for our backbones
+    two_stage_epochs: int = 0  # > 0: train only the head for this many epochs first
+    normalize: str = "zscore"  # "zscore" (per channel, train windows) or "none"
+    probe: str = "logreg"  # linear probing: "logreg" or "ridge"
+
+
+# --------------------------------------------------------------------------------------------------
+# networks
+
+
+def chs_info(data: EvalData) -> list[dict[str, Any]]:
+    """MNE-like ``info["chs"]`` entries (name, 12-value loc with the position first) for braindecode models."""
+    out = []
+    for name, p in zip(data.ch_names, data.pos):
+        loc = np.zeros(12)
+        loc[:3] = np.nan_to_num(p, nan=0.0)
+        out.append({"ch_name": name, "loc": loc, "kind": "eeg"})
+    return out
+
+
+NetFactory = Callable[[EvalData, int, dict[str, Any]], nn.Module]  # (data, n_outputs, options) -> module
+NETS: dict[str, tuple[NetFactory, str]] = {}  # name -> (factory, default normalisation)
+
+
+def register_net(name: str, normalize: str = "zscore") -> Callable[[NetFactory], NetFactory]:
+    def deco(factory: NetFactory) -> NetFactory:
+        NETS[name] = (factory, normalize)
+        return factory
+    return deco
+
+
+def _braindecode(cls_name: str) -> NetFactory:
+    def factory(data: EvalData, n_outputs: int, options: dict[str, Any]) -> nn.Module:
+        import braindecode.models
+
+        cls = getattr(braindecode.models, cls_name)
+        return cls(n_chans=len(data.ch_names), n_outputs=n_outputs, n_times=data.x.shape[-1], sfreq=data.sfreq,
+                   chs_info=chs_info(data), **options)
+    return factory
+
+
+for _name, _cls in (("eegnet", "EEGNet"), ("shallow", "ShallowFBCSPNet"), ("deep4", "Deep4Net"),
+                    ("eegconformer", "EEGConformer"), ("cbramod", "CBraMod"), ("biot", "BIOT"), ("eegpt", "EEGPT")):
+    register_net(_name)(_braindecode(_cls))
+
+
+class _WithChannelNames(nn.Module):
+    """braindecode's Labram maps channels by name at every call."""
+
+    def __init__(self, net: nn.Module, ch_names: list[str]) -> None:
+        super().__init__()
+        self.net, self.ch_names = net, ch_names
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x, ch_names=self.ch_names)
+
+
+@register_net("labram")
+def _labram(data: EvalData, n_outputs: int, options: dict[str, Any]) -> nn.Module:
+    return _WithChannelNames(_braindecode("Labram")(data, n_outputs, options), list(data.ch_names))
+
+
+@register_net("reve")
+def _reve(data: EvalData, n_outputs: int, options: dict[str, Any]) -> nn.Module:
+    raise RuntimeError("braindecode's REVE downloads its electrode-position bank from the Hugging Face hub when it "
+                       "is built; this harness never downloads at run time (prefetch it and pass a local "
+                       "weights folder once supported)")
+
+
+@register_net("neurofm", normalize="none")
+def _neurofm(data: EvalData, n_outputs: int, options: dict[str, Any]) -> nn.Module:
+    """Our backbone: ``options["weights"]`` (a save_pretrained folder or hub id) or ``options["preset"]`` (random)."""
+    from ..models.backbone import NeuroTransformer, build_backbone
+
+    common = dict(n_chans=len(data.ch_names), chs_info=chs_info(data), n_times=data.x.shape[-1], sfreq=data.sfreq)
+    if options.get("weights"):
+        net = NeuroTransformer.from_pretrained(options["weights"], **common)
+        net.reset_head(n_outputs)
+        return net
+    return build_backbone(options.get("preset", "tiny"), n_outputs=n_outputs, **common)
+
+
+# --------------------------------------------------------------------------------------------------
+# training (Lightning)
+
+
+class _Classifier:
+    """Builds the LightningModule lazily so that importing this file stays cheap."""
+
+    @staticmethod
+    def module(net: nn.Module, settings: TrainSettings, max_epochs: int):
+        import lightning as L
+
+        class ClassifierModule(L.LightningModule):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+                self.loss = nn.CrossEntropyLoss()
+
+            def training_step(self, batch, _):
+                x, y = batch
+                loss = self.loss(self.net(x), y)
+                self.log("train_loss", loss, prog_bar=False)
+                return loss
+
+            def validation_step(self, batch, _):
+                x, y = batch
+                self.log("val_loss", self.loss(self.net(x), y), prog_bar=False)
+
+            def configure_optimizers(self):
+                groups = param_groups(self.net, settings)
+                opt = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+                sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, max_epochs))
+                return {"optimizer": opt, "lr_scheduler": sched}
+
+        return ClassifierModule()
+
+
+def param_groups(net: nn.Module, settings: TrainSettings) -> list[dict[str, Any]]:
+    """AdamW groups: no decay on norms/biases/embeddings; layer-wise lr decay for modules with ``blocks``."""
+    depth = len(getattr(net, "blocks", [])) if settings.layer_decay else 0
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, p in net.named_parameters():
+        if not p.requires_grad:
+            continue
+        decay = 0.0 if p.ndim < 2 or "embed" in name or "token" in name else settings.weight_decay
+        scale = 1.0
+        if depth:
+            layer = int(name.split(".")[1]) + 1 if name.startswith("blocks.") else (depth + 1 if "head" in name else 0)
+            scale = settings.layer_decay ** (depth + 1 - layer)
+        groups.setdefault((decay, scale), []).append(p)
+    return [{"params": ps, "weight_decay": d, "lr": settings.lr * s} for (d, s), ps in groups.items()]
+
+
+class KeepBest:
+    """Lightning callback: remember the weights of the epoch with the lowest validation loss."""
+
+    def __new__(cls):
+        import lightning as L
+
+        class _KeepBest(L.Callback):
+            def __init__(self) -> None:
+                self.best, self.state = float("inf"), None
+
+            def on_validation_epoch_end(self, trainer, module) -> None:
+                loss = float(trainer.callback_metrics.get("val_loss", float("inf")))
+                if loss < self.best:
+                    self.best, self.state = loss, copy.deepcopy(module.net.state_dict())
+
+        return _KeepBest()
+
+
+def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int):
+    ds = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle,
+                                       generator=torch.Generator().manual_seed(seed))
+
+
+def train_net(net: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
+              settings: TrainSettings, seed: int) -> dict[str, Any]:
+    """Fit ``net`` in place; with ``val``, restore the epoch with the best validation loss. Returns a log."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    L.seed_everything(seed, workers=True, verbose=False)
+    epochs = settings.max_epochs if val is not None else settings.fewshot_epochs
+    log: dict[str, Any] = {}
+    if settings.two_stage_epochs:
+        head = _head(net)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        for p in head.parameters():
+            p.requires_grad_(True)
+        _fit(net, train, val, settings, seed, settings.two_stage_epochs, [])
+        for p in net.parameters():
+            p.requires_grad_(True)
+    keep = KeepBest() if val is not None else None
+    callbacks = [] if val is None else [keep, EarlyStopping("val_loss", patience=settings.patience)]
+    trainer = _fit(net, train, val, settings, seed, epochs, callbacks)
+    log["epochs"] = trainer.current_epoch
+    if keep is not None and keep.state is not None:
+        net.load_state_dict(keep.state)
+        log["best_val_loss"] = keep.best
+    return log
+
+
+def _fit(net, train, val, settings, seed, epochs, callbacks):
+    import logging
+
+    import lightning as L
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # "GPU available: False" and tips, once per fold
+    trainer = L.Trainer(max_epochs=epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
+                        num_sanity_val_steps=0)
+    trainer.fit(_Classifier.module(net, settings, epochs), _loader(*train, settings.batch_size, True, seed),
+                None if val is None else _loader(*val, settings.batch_size, False, seed))
+    return trainer
+
+
+def _head(net: nn.Module) -> nn.Module:
+    inner = getattr(net, "net", net)
+    for name in ("head", "final_layer"):
+        if isinstance(getattr(inner, name, None), nn.Module):
+            return getattr(inner, name)
+    raise ValueError(f"{type(inner).__name__} has no head / final_layer for two-stage fine-tuning")
+
+
+# --------------------------------------------------------------------------------------------------
+# linear probing
+
+_FEATURES: dict[tuple[str, bytes], np.ndarray] = {}  # (weights sha256, window digest) -> features
+
+
+def weights_sha256(net: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.inference_mode()
+def features(net: nn.Module, x: np.ndarray, sha: str, batch_size: int = 64) -> np.ndarray:
+    """Pooled backbone features (N, D) of windows ``x``, each computed once per weights (cached)."""
+    digests = [hashlib.blake2b(w.tobytes(), digest_size=16).digest() for w in x]
+    todo = [i for i, d in enumerate(digests) if (sha, d) not in _FEATURES]
+    net.eval()
+    for start in range(0, len(todo), batch_size):
+        idx = todo[start:start + batch_size]
+        out = net(torch.from_numpy(x[idx])).float().numpy()
+        for i, f in zip(idx, out):
+            _FEATURES[(sha, digests[i])] = f
+    return np.stack([_FEATURES[(sha, d)] for d in digests])
+
+
+def fit_probe(kind: str, f_train: np.ndarray, y_train: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None,
+              seed: int) -> Any:
+    """A linear probe on standardised features; its penalty chosen on ``val`` (else leave-one-out / CV)."""
+    from sklearn.linear_model import LogisticRegression, RidgeClassifier, RidgeClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if kind not in PROBES:
+        raise ValueError(f"probe {kind!r} is not one of {PROBES}")
+    if val is None:
+        head = (RidgeClassifierCV(alphas=_PENALTIES) if kind == "ridge"
+                else LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
+        return make_pipeline(StandardScaler(), head).fit(f_train, y_train)
+    best, best_score = None, -np.inf
+    for penalty in _PENALTIES:
+        head = (RidgeClassifier(alpha=penalty) if kind == "ridge"
+                else LogisticRegression(C=1.0 / penalty, max_iter=2000, random_state=seed))
+        probe = make_pipeline(StandardScaler(), head).fit(f_train, y_train)
+        score = float((probe.predict(val[0]) == val[1]).mean())
+        if score > best_score:
+            best, best_score = probe, score
+    return best
+
+
+def probe_proba(probe: Any, f: np.ndarray, n_classes: int) -> np.ndarray:
+    if hasattr(probe, "predict_proba"):
+        raw = probe.predict_proba(f)
+    else:  # ridge: softmax of the decision values (monotone per class, enough for AUROC)
+        d = probe.decision_function(f)
+        d = np.stack([-d, d], 1) if d.ndim == 1 else d
+        e = np.exp(d - d.max(1, keepdims=True))
+        raw = e / e.sum(1, keepdims=True)
+    full = np.zeros((len(f), n_classes))
+    full[:, probe.classes_] = raw
+    return full
+
+
+# --------------------------------------------------------------------------------------------------
+# the EvalModel
+
+
+@dataclass
+class DeepModel:
+    """An ``EvalModel`` over a registered network; ``adapt``: scratch, finetune or linear."""
+
+    net_name: str
+    adapt: str = "scratch"
+    net_options: dict[str, Any] = field(default_factory=dict)
+    settings: TrainSettings = field(default_factory=TrainSettings)
+
+    def __post_init__(self) -> None:
+        if self.net_name not in NETS:
+            raise ValueError(f"network {self.net_name!r} is not one of {sorted(NETS)}")
+        if self.adapt not in ("scratch", "finetune", "linear"):
+            raise ValueError(f"adapt={self.adapt!r} must be scratch, finetune or linear")
+        if self.adapt != "scratch" and self.net_name != "neurofm":
+            # braindecode foundation models cannot load weights here (no download): only from scratch.
+            raise ValueError(f"{self.net_name}: only adapt=scratch (no pretrained weights available offline); "
+                             "linear probing and fine-tuning are for neurofm checkpoints (weights=...)")
+        self.model_id = self.net_name if not self.net_options.get("weights") else f"neurofm:{self.net_options['weights']}"
+        self._weights_sha: str | None = None
+
+    def fit(self, train: EvalData, val: EvalData | None, seed: int) -> None:
+        torch.manual_seed(seed)
+        factory, default_norm = NETS[self.net_name]
+        self.n_classes = train.n_classes
+        norm = self.settings.normalize if self.net_name != "neurofm" else default_norm
+        x = train.x.astype(np.float32)
+        self.mean = x.mean(axis=(0, 2), keepdims=True)[0] if norm == "zscore" else 0.0  # (C, 1) from training windows
+        self.std = x.std(axis=(0, 2), keepdims=True)[0] + 1e-6 if norm == "zscore" else 1.0
+        self.net = factory(train, self.n_classes, {k: v for k, v in self.net_options.items() if k != "weights"}
+                           if self.net_name != "neurofm" else self.net_options)
+        if self.adapt == "linear":
+            self.net.reset_head(None)
+            self._weights_sha = weights_sha256(self.net)
+            f_val = None if val is None else (features(self.net, self._norm(val.x), self._weights_sha), val.y)
+            self.probe = fit_probe(self.settings.probe, features(self.net, self._norm(x), self._weights_sha),
+                                   train.y, f_val, seed)
+            return
+        if self.net_options.get("weights"):
+            self._weights_sha = weights_sha256(self.net)  # the pretrained start point
+        self.log = train_net(self.net, (self._norm(x), train.y), None if val is None else (self._norm(val.x), val.y),
+                             self.settings, seed)
+
+    def _norm(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+    @torch.inference_mode()
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        xn = self._norm(x)
+        if self.adapt == "linear":
+            return probe_proba(self.probe, features(self.net, xn, self._weights_sha), self.n_classes)
+        self.net.eval()
+        logits = torch.cat([self.net(torch.from_numpy(xn[i:i + 256])) for i in range(0, len(xn), 256)])
+        return torch.softmax(logits.float(), 1).numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model_id, "weights_sha256": self._weights_sha,
+                "config": {"net": self.net_name, "adapt": self.adapt, "options": self.net_options,
+                           "train": asdict(self.settings)}}
+
+
+def _deep_factory(name: str) -> Callable[..., DeepModel]:
+    def make(adapt: str = "scratch", settings: dict[str, Any] | None = None, **net_options: Any) -> DeepModel:
+        return DeepModel(name, adapt, net_options, TrainSettings(**(settings or {})))
+    return make
+
+
+for _name in list(NETS):
+    register_model(_name)(_deep_factory(_name))
