@@ -97,6 +97,12 @@ def _canonical(name: str) -> str | None:
     return _canonical_names().get(core.lower()) if core else None
 
 
+def template_position(name: str) -> np.ndarray | None:
+    """The colin27 10-05 position (3,) in metres, head frame, of a channel name (any spelling); None if unknown."""
+    label = _canonical(name)
+    return None if label is None else _template_locs()[label][:3].copy()
+
+
 def normalize_ch_name(name: str) -> str:
     """Standard 10-05 label for an EEG channel name; any name that is not one comes back unchanged.
 
