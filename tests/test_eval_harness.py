@@ -154,6 +154,7 @@ def test_loso_rows_are_complete_and_a_rerun_skips_them(mi_index: Path, tmp_path:
     rows = read_rows(summary.results)
     assert len(rows) == 4 and {r["subject"] for r in rows} == {"01", "02", "03", "04"}
     row = rows[0]
+    assert 0.5 < row["oracle"] <= 1.0  # synthetic data: the generator's ceiling for that subject
     assert row["data_hash"] == load_eval_data(mi_index).data_hash and row["git_sha"] and row["adapt"] == "scratch"
     assert set(row["metrics"]) == {"balanced_accuracy", "cohen_kappa", "f1_weighted", "auroc", "auprc"}
 

@@ -44,7 +44,7 @@ def test_rank_means_stds_and_order(tmp_path: Path) -> None:
     assert entries[1].mean == pytest.approx(0.7) and entries[1].std == pytest.approx(0.0894, abs=1e-4)
     assert rank(rows, "cohen_kappa")[0].mean == pytest.approx(0.8)
     md = render(entries, "md")
-    assert "| d | loso | scratch |  | 1 | b | 0.900 ± 0.000 | 6 | 3 | 2 |" in md
+    assert "| d | loso | scratch |  | 1 | b | 0.900 ± 0.000 | 6 | 3 | 2 |  |" in md
     assert render(entries, "csv").splitlines()[1].startswith("d,loso,scratch,,1,b,0.900000")
     assert "<td>b</td>" in render(entries, "html")
 
@@ -91,3 +91,12 @@ def test_plots_skip_what_is_absent(tmp_path: Path) -> None:
     entries = rank(read_rows(write(tmp_path / "r.jsonl", complete("a", [0.6, 0.7, 0.8]))))
     assert plot_fewshot_curves(entries, tmp_path / "f.png") is None
     assert plot_adaptation_bars(entries, tmp_path / "a.png").is_file()
+
+
+def test_oracle_and_gap_on_synthetic_rows(tmp_path: Path) -> None:
+    rows = [dict(r, oracle=0.95) for r in complete("a", [0.8, 0.9, 0.9])]
+    entries = rank(read_rows(write(tmp_path / "r.jsonl", rows)))
+    assert entries[0].oracle == pytest.approx(0.95)
+    assert "| 0.950 (+0.083) |" in render(entries, "md")
+    mixed = rows[:-1] + [dict(rows[-1], oracle=None)]
+    assert rank(read_rows(write(tmp_path / "m.jsonl", mixed)))[0].oracle is None  # not every fold has one

@@ -19,6 +19,7 @@ import numpy as np
 from .data import EvalData, load_eval_data
 from .metrics import classification_metrics
 from .models import EvalModel, build_model, config_sha256
+from .oracle import oracle_by_subject
 from .results import ResultRow, append_row, read_rows, row_key
 from .splits import Fold, make_folds
 
@@ -63,12 +64,14 @@ def run_fold(model: EvalModel, data: EvalData, fold: Fold) -> tuple[dict[str, fl
 def _row(model: EvalModel, data: EvalData, fold: Fold, adapt: str, metrics: dict[str, float],
          seconds: float) -> ResultRow:
     desc = model.describe()
+    oracle = oracle_by_subject(data.index_path) if data.index_path else None
     return ResultRow(model=model.model_id, model_config_sha256=config_sha256(desc["config"]),
                      weights_sha256=desc.get("weights_sha256"), dataset=data.dataset, data_hash=data.data_hash,
                      index_path=data.index_path, protocol=fold.protocol, adapt=adapt, seed=fold.seed,
                      subject=fold.test_subject, fold_id=fold.fold_id, k=fold.k, test_session=fold.test_session,
                      n_train=int(fold.train.size), n_val=int(fold.val.size), n_test=int(fold.test.size),
-                     metrics=metrics, wall_s=round(seconds, 3), config=desc["config"])
+                     metrics=metrics, wall_s=round(seconds, 3), config=desc["config"],
+                     oracle=None if oracle is None else oracle.get(fold.test_subject))
 
 
 def run_benchmark(

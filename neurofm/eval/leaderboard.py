@@ -40,6 +40,7 @@ class Entry:
     n_subjects: int
     n_seeds: int
     rank: int
+    oracle: float | None = None  # synthetic data: mean oracle balanced accuracy over the same folds
 
 
 def validate_rows(rows: list[dict[str, Any]]) -> list[str]:
@@ -113,7 +114,7 @@ def rank(rows: list[dict[str, Any]], metric: str = "balanced_accuracy") -> list[
         entries.append(dict(dataset=dataset, protocol=protocol, adapt=adapt, k=k, model=model,
                             mean=float(values.mean()), std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                             n=len(values), n_subjects=len({r["subject"] for r in group}),
-                            n_seeds=len({r["seed"] for r in group})))
+                            n_seeds=len({r["seed"] for r in group}), oracle=_mean_oracle(group)))
     entries.sort(key=lambda e: (e["dataset"], e["protocol"], e["adapt"], e["k"] or 0, -e["mean"]))
     ranked, last_group, r = [], None, 0
     for e in entries:
@@ -124,12 +125,18 @@ def rank(rows: list[dict[str, Any]], metric: str = "balanced_accuracy") -> list[
     return ranked
 
 
-COLUMNS = ("dataset", "protocol", "adapt", "k", "rank", "model", "score", "n", "subjects", "seeds")
+def _mean_oracle(group: list[dict[str, Any]]) -> float | None:
+    values = [r.get("oracle") for r in group]
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
+COLUMNS = ("dataset", "protocol", "adapt", "k", "rank", "model", "score", "n", "subjects", "seeds", "oracle (gap)")
 
 
 def _cells(e: Entry) -> list[str]:
+    oracle = "" if e.oracle is None else f"{e.oracle:.3f} ({e.oracle - e.mean:+.3f})"
     return [e.dataset, e.protocol, e.adapt, "" if e.k is None else str(e.k), str(e.rank), e.model,
-            f"{e.mean:.3f} ± {e.std:.3f}", str(e.n), str(e.n_subjects), str(e.n_seeds)]
+            f"{e.mean:.3f} ± {e.std:.3f}", str(e.n), str(e.n_subjects), str(e.n_seeds), oracle]
 
 
 def render(entries: list[Entry], fmt: str = "md", metric: str = "balanced_accuracy") -> str:
@@ -140,8 +147,9 @@ def render(entries: list[Entry], fmt: str = "md", metric: str = "balanced_accura
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow([*COLUMNS[:6], "mean", "std", *COLUMNS[7:]])
-        writer.writerows([[*c[:6], f"{e.mean:.6f}", f"{e.std:.6f}", *c[7:]] for c, e in zip(rows, entries)])
+        writer.writerow([*COLUMNS[:6], "mean", "std", *COLUMNS[7:10], "oracle"])
+        writer.writerows([[*c[:6], f"{e.mean:.6f}", f"{e.std:.6f}", *c[7:10], "" if e.oracle is None else
+                           f"{e.oracle:.6f}"] for c, e in zip(rows, entries)])
         return buf.getvalue()
     if fmt == "html":
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)

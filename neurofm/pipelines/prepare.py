@@ -231,9 +231,12 @@ def _run_items(manifest_path: str, todo: list[Item], out: Path, workers: int, ba
 
 
 def _header(manifest: Manifest, cfg: PreprocessConfig) -> dict:
-    return {"dataset": manifest.name, "paradigm": manifest.paradigm, "manifest_sha256": manifest.sha256,
-            "preproc_hash": cfg.hash(), "preproc": cfg.to_dict(), "windows": manifest.windows.model_dump(),
-            "classes": manifest.classes(), "sfreq": cfg.sfreq}
+    header = {"dataset": manifest.name, "paradigm": manifest.paradigm, "manifest_sha256": manifest.sha256,
+              "preproc_hash": cfg.hash(), "preproc": cfg.to_dict(), "windows": manifest.windows.model_dump(),
+              "classes": manifest.classes(), "sfreq": cfg.sfreq}
+    if manifest.source.kind == "synthetic":  # lets the harness compute the generator's oracle score
+        header["synthetic_generator"] = dict(manifest.source.generator)
+    return header
 
 
 def _suffix(part: str | None) -> str:

@@ -1,0 +1,25 @@
+"""The generator's oracle score for a synthetic dataset: the ceiling a benchmark on it can reach."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from ..pipelines.loader import load_index
+
+
+@lru_cache(maxsize=16)
+def _oracle(index_path: str) -> dict[str, float] | None:
+    from ..pipelines.synthetic import SyntheticConfig, oracle_score
+
+    generator = load_index(index_path).raw.get("synthetic_generator")
+    if generator is None:
+        return None
+    result = oracle_score(SyntheticConfig(**generator))
+    return {f"{s + 1:02d}": float(v) for s, v in result.per_subject.items()}  # subject ids as sources.py writes them
+
+
+def oracle_by_subject(index_path: str | Path) -> dict[str, float] | None:
+    """Per test subject, the balanced accuracy of LDA on the true generating features (leave-one-subject-out);
+    None for recorded data (or a synthetic dataset prepared before the index recorded its generator)."""
+    return _oracle(str(Path(index_path).resolve()))
