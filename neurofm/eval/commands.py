@@ -19,6 +19,8 @@ def bench(
     ks: list[int] = [1, 5, 10, 20],  # noqa: B006
     out: str = "runs/bench",
     part: str | None = None,
+    weights: str | None = None,
+    options: dict | None = None,
     progress: bool = True,
 ) -> int:
     """Run a model on a prepared dataset under a protocol; append one JSON line per fold × seed (resumable).
@@ -32,6 +34,8 @@ def bench(
         ks: labelled windows per class for fewshot.
         out: results folder (results.jsonl, or results.part-i-of-n.jsonl with --part).
         part: i/n to run only the i-th of n deterministic slices of the folds (cluster arrays).
+        weights: for --model neurofm: a save_pretrained folder (neurofm export / pretrain output) or hub id.
+        options: model options as JSON, e.g. '{"preset": "tiny", "settings": {"max_epochs": 20}}'.
         progress: show a progress bar.
     """
     from .harness import run_benchmark, summarize
@@ -40,8 +44,10 @@ def bench(
     if not (index / "index.json").is_file() and not index.is_file():
         raise FileNotFoundError(f"{dataset}: no prepared dataset there (index.json); prepare it first: "
                                 f"neurofm prepare <manifest> --out {dataset}")
-    options = {"ks": tuple(ks)} if protocol == "fewshot" else {}
-    summary = run_benchmark(model, index, protocol, adapt, tuple(seeds), out, part, progress, **options)
+    protocol_options = {"ks": tuple(ks)} if protocol == "fewshot" else {}
+    model_options = {**(options or {}), **({"weights": weights} if weights else {})}
+    summary = run_benchmark(model, index, protocol, adapt, tuple(seeds), out, part, progress,
+                            model_options=model_options, **protocol_options)
     print(f"{summary.n_done} fold(s) run, {summary.n_skipped} already done → {summary.results}")
     if summary.rows:
         s = summarize(summary.rows)
