@@ -118,7 +118,8 @@ class SklearnModel:
 
 @register_model("csp_lda")
 def csp_lda(adapt: str = "scratch", band: tuple[float, float] = (8.0, 30.0), n_components: int = 6) -> SklearnModel:
-    """Band-pass → CSP (log-variance of ``n_components`` filters) → shrinkage LDA."""
+    """Band-pass → CSP (log-variance of ``n_components`` filters; Ledoit-Wolf covariances at full rank, 2x faster
+    than MNE's rank estimate, which the shrinkage makes moot) → shrinkage LDA."""
     _scratch_only("csp_lda", adapt)
 
     def make(sfreq: float, seed: int):
@@ -126,8 +127,8 @@ def csp_lda(adapt: str = "scratch", band: tuple[float, float] = (8.0, 30.0), n_c
         from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
         from sklearn.pipeline import make_pipeline
 
-        return make_pipeline(BandPass(sfreq, band), CSP(n_components=n_components, reg="ledoit_wolf", log=True),
-                             LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"))
+        csp = CSP(n_components=n_components, reg="ledoit_wolf", log=True, rank="full")
+        return make_pipeline(BandPass(sfreq, band), csp, LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"))
 
     return SklearnModel("csp_lda", make, {"band": list(band), "n_components": n_components})
 
