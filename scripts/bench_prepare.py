@@ -230,7 +230,8 @@ def ratio_rows(t: dict[str, Timing]) -> list[tuple[str, float, float]]:
         rows.append(("prepare (1 worker) / plain MNE", t["w1"].rate / t["plain"].rate, float("nan")))
     for key, what in (("iter", "iter_samples"), ("eval", "eval loader, first epoch"),
                       ("eval_warm", "eval loader, later epochs"), ("train0", "train loader, 0 workers, first epoch"),
-                      ("train0_warm", "train loader, 0 workers, later epochs"), ("train2", "train loader, 2 workers")):
+                      ("train0_warm", "train loader, 0 workers, later epochs"), ("train2", "train loader, 2 workers, first epoch"),
+                      ("train2_warm", "train loader, 2 workers, later epochs")):
         if key in t and "memmap" in t:
             rows.append((f"{what} / memmap", t[key].rate / t["memmap"].rate, LOADER_TARGET))
         if key != "iter" and key in t and "memmap_b" in t:  # like for like: both hand out new batches
@@ -289,8 +290,11 @@ def loading_runs(index: Path, npy: Path, args: argparse.Namespace) -> Timed:
                         later_epochs(lambda: ShardDataModule(index, batch_size=b, seed=0).train_dataloader())),
     }
     if not args.quick:
-        runs["train2"] = (Timing(f"loader: DataModule train loader, batch {b}, 2 workers", "win"),
+        runs["train2"] = (Timing(f"loader: DataModule train loader, batch {b}, 2 workers, first epoch", "win"),
                           lambda: read_train_loader(index, b, 2))
+        runs["train2_warm"] = (Timing(f"loader: DataModule train loader, batch {b}, 2 workers, later epochs", "win"),
+                               later_epochs(lambda: ShardDataModule(index, batch_size=b, num_workers=2,
+                                                                    seed=0).train_dataloader()))
     return runs
 
 

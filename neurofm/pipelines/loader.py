@@ -728,13 +728,17 @@ class ShardLoader:
         num_workers: int = 0,
         pin_memory: bool = False,
         n_batches: int | None = None,
+        persistent_workers: bool = False,
     ) -> None:
         # Not `.dataset`: Lightning would warn about an IterableDataset with a __len__ there.
         self.pipeline = pipeline
         self.n_batches = n_batches
         self.epoch = 0
         # batch_size=None: the pipeline batches inside the workers (a worker yields whole batches).
-        loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
+        # Persistent workers keep their copy of the pipeline: the epoch set here does not reach them,
+        # but their own pass counter (see _EpochSeeded) still makes every epoch draw anew.
+        loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+                               persistent_workers=persistent_workers and num_workers > 0)
         self.loader = loader if n_batches is None else loader.with_epoch(n_batches)
 
     def set_epoch(self, epoch: int) -> None:
@@ -793,7 +797,9 @@ class ShardDataModule(L.LightningDataModule):
     ``torch.distributed``. Each rank gets ``train_batches_per_epoch`` full batches per epoch
     (default: training samples // (batch_size * world size)). Eval loaders split shards over ranks,
     so under DDP ranks may get different numbers of val batches: log with ``sync_dist`` only from
-    ``on_validation_epoch_end``, or validate on one device.
+    ``on_validation_epoch_end``, or validate on one device. Train loader workers persist across
+    epochs (``persistent_workers``): re-forking them every epoch cost more than the epoch itself
+    on small datasets.
     """
 
     def __init__(
@@ -812,6 +818,7 @@ class ShardDataModule(L.LightningDataModule):
         mask_bad_channels: bool = True,
         pin_memory: bool = False,
         eval_batch_size: int | None = None,
+        persistent_workers: bool = True,
     ) -> None:
         super().__init__()
         if batch_size < 1 or num_workers < 0 or shuffle_buffer < 0 or seed < 0:
@@ -827,6 +834,7 @@ class ShardDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.shuffle_buffer, self.seed = shuffle_buffer, seed
         self.mask_bad_channels, self.pin_memory = mask_bad_channels, pin_memory
+        self.persistent_workers = persistent_workers
         self.train_batches_per_epoch = train_batches_per_epoch
         held_out = [*(val_subjects or ()), *(test_subjects or ())]
         exclude = _tuple(exclude_subjects) or ()
@@ -861,7 +869,8 @@ class ShardDataModule(L.LightningDataModule):
             shuffle_buffer=self.shuffle_buffer, sample_filter=self.train_filter,
             mask_bad_channels=self.mask_bad_channels,
         )
-        return ShardLoader(pipeline, num_workers=self.num_workers, pin_memory=self.pin_memory, n_batches=n_batches)
+        return ShardLoader(pipeline, num_workers=self.num_workers, pin_memory=self.pin_memory, n_batches=n_batches,
+                           persistent_workers=self.persistent_workers)
 
     def _eval_loader(self, subject_filter: SubjectFilter | None) -> ShardLoader | list:
         if subject_filter is None:
