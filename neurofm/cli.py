@@ -6,8 +6,12 @@ import sys
 
 from jsonargparse import CLI
 
+from .eval.commands import bench, leaderboard_show, leaderboard_validate
+from .models.config import BackboneConfig
+from .models.objective_config import ObjectiveConfig
 from .tokenizers.config import RVQConfig
-from .tokenizers.fit import OptimConfig, TokenizerDataConfig, TrainerConfig
+from .tokenizers.fit import TokenizerDataConfig
+from .training import OptimConfig, ShardDataConfig, TrainerConfig
 
 
 def _prepare(manifest: str, *, out: str, workers: int = 1, part: str | None = None, progress: bool = True) -> int:
@@ -176,6 +180,55 @@ def _tokenize(index: str, *, tokenizer: str, out: str, n_q: int | None = None, b
     return 1 if summary.n_failed else 0
 
 
+def _pretrain(
+    data: ShardDataConfig = ShardDataConfig(),
+    model: str | BackboneConfig = "tiny",
+    objective: ObjectiveConfig = ObjectiveConfig(),
+    optim: OptimConfig = OptimConfig(),
+    trainer: TrainerConfig = TrainerConfig(),
+    out: str = "runs/pretrain/tiny_mae",
+    resume: bool = False,
+    ckpt_path: str | None = None,
+) -> int:
+    """Pretrain a backbone with a masked objective (configs/pretrain/*.yaml); writes out/backbone/.
+
+    Args:
+        data: prepared shards (index_paths), validation subjects, batch size, crop_samples.
+        model: a backbone preset name (tiny, small, base, large) or a full BackboneConfig mapping.
+        objective: mae (masked patch reconstruction) or tokens (masked RVQ code prediction, objective.tokenizer).
+        optim: AdamW and its warm-up + cosine schedule.
+        trainer: steps, devices, num_nodes, strategy, precision, validation interval, logging (wandb: true for W&B).
+        out: output folder: checkpoints/last.ckpt, logs/, backbone/ (save_pretrained folder).
+        resume: continue from out/checkpoints/last.ckpt (or a newer SLURM hpc checkpoint) when one exists.
+        ckpt_path: continue from this checkpoint; "last" is out/checkpoints/last.ckpt (must exist).
+    """
+    from .models.fit import pretrain
+
+    result = pretrain(data=data, model=model, objective=objective, optim=optim, trainer=trainer, out=out,
+                      resume=resume, ckpt_path=ckpt_path)
+    print(f"{result.steps} steps in {result.seconds:.0f} s; backbone saved to {result.hub_dir}")
+    return 0
+
+
+def _export(ckpt: str, *, to: str) -> int:
+    """Turn a pretraining checkpoint (.ckpt) into a backbone hub folder (config.json, model.safetensors, card).
+
+    Args:
+        ckpt: a checkpoint written by neurofm pretrain (e.g. runs/pretrain/tiny_mae/checkpoints/last.ckpt).
+        to: output folder; NeuroTransformer.from_pretrained(to) loads it.
+    """
+    from .hub import CheckpointMismatchError
+    from .models.export import export_checkpoint
+
+    try:
+        result = export_checkpoint(ckpt, to)
+    except (CheckpointMismatchError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{result.n_weights} tensors of the {result.config.name} backbone at step {result.steps} -> {result.hub_dir}")
+    return 0
+
+
 COMMANDS = {
     "datasets": _datasets,
     "prepare": _prepare,
@@ -184,14 +237,26 @@ COMMANDS = {
     "quickstart": _quickstart,
     "tokenizer": {"fit": _tokenizer_fit, "report": _tokenizer_report},
     "tokenize": _tokenize,
+    "pretrain": _pretrain,
+    "export": _export,
+    "bench": bench,
+    "leaderboard": {"show": leaderboard_show, "validate": leaderboard_validate},
 }
+
+
+def _shorthands(argv: list[str]) -> list[str]:
+    """``neurofm leaderboard RESULTS ...`` means ``neurofm leaderboard show RESULTS ...``."""
+    if len(argv) > 1 and argv[0] == "leaderboard" and argv[1] not in COMMANDS["leaderboard"] and \
+            not argv[1].startswith("-"):
+        return [argv[0], "show", *argv[1:]]
+    return argv
 
 
 def main(argv: list[str] | None = None) -> None:
     from .pipelines.errors import UserFacingErrors
 
     try:
-        code = CLI(COMMANDS, args=argv, as_positional=True)
+        code = CLI(COMMANDS, args=_shorthands(sys.argv[1:] if argv is None else list(argv)), as_positional=True)
     except UserFacingErrors as err:
         print(f"error: {err}", file=sys.stderr)
         code = 2

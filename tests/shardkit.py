@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +71,9 @@ def expected_window(spec: RecordingSpec, window: int, n_times: int = 64) -> np.n
     return np.random.default_rng(seed).standard_normal((spec.n_chans, n_times)).astype(np.float32)
 
 
+WindowFn = Callable[[RecordingSpec, int, int], np.ndarray]
+
+
 def expected_pos(spec: RecordingSpec) -> list[list[float | None]]:
     """Positions in metres: deterministic per name, null for unplaced channels."""
     pos: list[list[float | None]] = []
@@ -90,7 +93,7 @@ def _label(spec: RecordingSpec, window: int) -> tuple[str | None, int | None]:
 
 
 def _write_recording(root: Path, dataset: str, spec: RecordingSpec, sfreq: float, n_times: int,
-                     shard_size: int) -> list[dict]:
+                     shard_size: int, window_fn: WindowFn) -> list[dict]:
     rec = recording_id(dataset, spec)
     entries = []
     for shard_no, start in enumerate(range(0, spec.n_windows, shard_size)):
@@ -106,7 +109,7 @@ def _write_recording(root: Path, dataset: str, spec: RecordingSpec, sfreq: float
                         "label": label, "label_id": label_id,
                         "bad_channels": list(spec.bad_channels), "preproc_hash": "test"}
                 sink.write({"__key__": sample_key(dataset, spec, w),
-                            "npy": expected_window(spec, w, n_times), "json": meta})
+                            "npy": window_fn(spec, w, n_times), "json": meta})
         entries.append({"url": rel, "n_samples": len(windows),
                         "sha256": hashlib.sha256((root / rel).read_bytes()).hexdigest(),
                         "recording": rec, "subject": spec.subject, "session": spec.session,
@@ -122,11 +125,16 @@ def make_dataset(
     sfreq: float = 100.0,
     n_times: int = 64,
     shard_size: int = 10,
+    window_fn: WindowFn = expected_window,
 ) -> Path:
-    """Write shards and ``index.json`` under ``root``; returns the index path."""
+    """Write shards and ``index.json`` under ``root``; returns the index path.
+
+    ``window_fn(spec, window, n_times)`` gives each window's (n_chans, n_times) float32 signal
+    (default: independent standard normal samples, ``expected_window``)."""
     root = Path(root)
     (root / "shards").mkdir(parents=True, exist_ok=True)
-    shards = [e for spec in recordings for e in _write_recording(root, dataset, spec, sfreq, n_times, shard_size)]
+    shards = [e for spec in recordings
+              for e in _write_recording(root, dataset, spec, sfreq, n_times, shard_size, window_fn)]
     channel_sets: dict[tuple[str, ...], int] = {}
     for spec in recordings:
         channel_sets[tuple(spec.ch_names)] = channel_sets.get(tuple(spec.ch_names), 0) + 1

@@ -15,10 +15,10 @@ import yaml
 from neurofm.cli import main as cli_main
 from neurofm.pipelines.loader import Batch, iter_samples
 from neurofm.pipelines.prepare import prepare
-from neurofm.tokenizers.fit import (OptimConfig, TokenizerDataConfig, TrainerConfig, _logger, fit_tokenizer,
-                                    resolve_model_config)
+from neurofm.tokenizers.fit import OptimConfig, TokenizerDataConfig, TrainerConfig, fit_tokenizer, resolve_model_config
 from neurofm.tokenizers.lightning import TokenizerModule
 from neurofm.tokenizers.rvq import RVQConfig, RVQTokenizer
+from neurofm.training import build_logger
 
 ROOT = Path(__file__).resolve().parents[1]
 HELD_OUT = "03"
@@ -125,11 +125,11 @@ def test_shipped_configs_parse_and_name_shipped_manifests(path: Path, capsys: py
 def test_wandb_is_offline_without_a_key_and_csv_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-    assert isinstance(_logger(TrainerConfig(), tmp_path), CSVLogger)
+    assert isinstance(build_logger(TrainerConfig(), tmp_path), CSVLogger)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
-    assert isinstance(_logger(TrainerConfig(wandb=True), tmp_path), WandbLogger)  # no run starts here
+    assert isinstance(build_logger(TrainerConfig(wandb=True), tmp_path), WandbLogger)  # no run starts here
     assert os.environ["WANDB_MODE"] == "offline"
 
 

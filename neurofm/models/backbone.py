@@ -45,7 +45,10 @@ class FourierPositionEncoding(nn.Module):
     def __init__(self, dim: int, bands: int, pos_scale: float, time_scale: float) -> None:
         super().__init__()
         self.pos_scale, self.time_scale = pos_scale, time_scale
-        self.register_buffer("freqs", 2.0 ** torch.arange(bands, dtype=torch.float32) * math.pi / 2, persistent=False)
+        # Angular frequencies π/2 .. 16π, geometric: coordinates are ~[-1, 1] (head radius / pos_scale), so the
+        # finest band resolves ~0.06 units (6 mm at pos_scale 0.1), below the 2-3 cm electrode spacing; higher
+        # bands would only add noise (2^k for k up to 15 did).
+        self.register_buffer("freqs", math.pi * torch.logspace(-1, 4, bands, base=2.0), persistent=False)
         n_in = 4 * (2 * bands + 1)
         self.mlp = nn.Sequential(nn.Linear(n_in, dim), nn.GELU(), nn.Linear(dim, dim))
         self.unknown = nn.Parameter(torch.zeros(dim))

@@ -15,6 +15,8 @@ is missing, how to obtain it::
 
 from __future__ import annotations
 
+from .errors import DataNotAvailableError  # noqa: F401 - raised here, defined there
+
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -47,8 +49,6 @@ class Availability:
     message: str
 
 
-class DataNotAvailableError(FileNotFoundError):
-    """A dataset whose data is not on this machine; the message says where we looked and what to do."""
 
 
 # ------------------------------------------------------------------------------------- helpers

@@ -9,6 +9,8 @@ Validation reports every error at once, each with its field path, e.g.::
 
 from __future__ import annotations
 
+from .errors import ManifestError  # noqa: F401 - raised here, defined there
+
 import hashlib
 import os
 import re
@@ -215,8 +217,6 @@ class Manifest(_Strict):
         return mapping
 
 
-class ManifestError(ValueError):
-    """A manifest that cannot be used; the message lists every problem with its field path."""
 
 
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")

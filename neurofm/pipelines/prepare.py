@@ -6,6 +6,8 @@ splittable over machines with ``part="i/n"`` (SLURM arrays; merge with ``neurofm
 
 from __future__ import annotations
 
+from .errors import PrepareError  # noqa: F401 - raised here, defined there
+
 import json
 import multiprocessing as mp
 import os
@@ -59,8 +61,6 @@ class PrepareSummary:
     warnings: list[str] = field(default_factory=list)
 
 
-class PrepareError(RuntimeError):
-    pass
 
 
 def parse_part(part: str) -> tuple[int, int]:

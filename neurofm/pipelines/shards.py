@@ -9,6 +9,8 @@ written last, atomically, from markers only. So a ``kill -9`` never puts a parti
 
 from __future__ import annotations
 
+from .errors import IndexMergeError  # noqa: F401 - raised here, defined there
+
 import glob
 import hashlib
 import io
@@ -149,8 +151,6 @@ def _natural(s: str) -> tuple:
     return (0, int(s), "") if s.isdigit() else (1, 0, s)
 
 
-class IndexMergeError(ValueError):
-    pass
 
 
 def _collect(inputs: list[str]) -> list[Path]:

@@ -10,7 +10,6 @@ adds the normalised MSE at several numbers of levels.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
@@ -18,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..pipelines.loader import Batch
+from ..training import warmup_cosine
 from .base import TokenizerOutput
 
 
@@ -34,14 +34,6 @@ def code_stats(counts: Tensor) -> tuple[float, float]:
 def nmse(x: Tensor, y: Tensor) -> Tensor:
     """sum (x - y)^2 / sum x^2 over everything: 1.0 is the zero predictor."""
     return (x - y).square().sum() / x.square().sum().clamp_min(1e-12)
-
-
-def warmup_cosine(step: int, *, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
-    """LR multiplier: linear warm-up to 1, then cosine down to ``min_lr_ratio`` at ``max_steps``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
-    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class TokenizerModule(L.LightningModule):
