@@ -37,15 +37,10 @@ class BenchSummary:
 
 
 def parse_part(part: str | None) -> tuple[int, int]:
-    if part is None:
-        return 0, 1
-    try:
-        i, n = (int(v) for v in part.split("/"))
-    except ValueError:
-        raise ValueError(f"part={part!r} must look like i/n (0-based), e.g. 0/4") from None
-    if not 0 <= i < n:
-        raise ValueError(f"part={part!r}: need 0 <= i < n")
-    return i, n
+    """``"i/n"`` → (i, n), as ``neurofm prepare --part`` reads it; None → the whole grid (0, 1)."""
+    from ..pipelines.prepare import parse_part as parse
+
+    return (0, 1) if part is None else parse(part)
 
 
 def results_file(out: str | Path, part: str | None) -> Path:

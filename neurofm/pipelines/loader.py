@@ -190,11 +190,8 @@ def _parse_shard(entry: Any, i: int, dataset: str, root: Path, where: str) -> Sh
     )
 
 
-def load_index(path: PathLike) -> ShardIndex:
-    """Read ``index.json`` (or the one inside a prepared-dataset folder).
-
-    Raises ``FileNotFoundError`` naming the path, or ``ValueError`` naming the file and the field.
-    """
+def read_index_json(path: PathLike, expected_format: str, hint: str = "") -> tuple[Path, dict[str, Any]]:
+    """(file, parsed object) of an ``index.json`` (or the one in a folder) whose ``format`` is ``expected_format``."""
     file = _index_file(path)
     where = str(file)
     try:
@@ -204,8 +201,18 @@ def load_index(path: PathLike) -> ShardIndex:
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: top level is {type(raw).__name__}, expected an object")
     fmt = _require(raw, "format", str, where)
-    if fmt != FORMAT:
-        raise ValueError(f"{where}: field 'format' is {fmt!r}, this reader understands {FORMAT!r}")
+    if fmt != expected_format:
+        raise ValueError(f"{where}: field 'format' is {fmt!r}, this reader understands {expected_format!r}{hint}")
+    return file, raw
+
+
+def load_index(path: PathLike) -> ShardIndex:
+    """Read ``index.json`` (or the one inside a prepared-dataset folder).
+
+    Raises ``FileNotFoundError`` naming the path, or ``ValueError`` naming the file and the field.
+    """
+    file, raw = read_index_json(path, FORMAT)
+    where = str(file)
     dataset = _require(raw, "dataset", str, where)
     entries = _require(raw, "shards", list, where)
     shards = [_parse_shard(e, i, dataset, file.parent, where) for i, e in enumerate(entries)]

@@ -27,21 +27,11 @@ __all__ = ["FitResult", "OptimConfig", "TokenizerDataConfig", "TrainerConfig", "
 
 @dataclass
 class TokenizerDataConfig(ShardDataConfig):
-    """Which prepared shards train and validate the tokenizer.
+    """Which prepared shards train and validate the tokenizer: ``ShardDataConfig``'s fields, plus ``max_rows``.
 
     Attributes:
-        index_paths: prepared datasets (index.json or their folders); all must share one sfreq.
-        val_subjects: subjects held out for validation, bare ("01") or qualified ("physionet_s001_heldout/1").
-        subjects: train only on these subjects (all when null).
-        exclude_subjects: never use these subjects (e.g. a downstream test subject).
-        batch_size: windows per step (each holds many channels; see max_rows).
-        eval_batch_size: windows per validation batch (default: batch_size).
-        num_workers: DataLoader worker processes.
-        shuffle_buffer: samples in the shuffle buffer.
-        train_batches_per_epoch: batches per epoch (default: one pass over the training windows).
-        crop_samples: train on random crops of this many samples (whole windows when null).
-        seed: seed of the shard and sample order.
-        max_rows: channels (rows) per step for a per-channel tokenizer, drawn at random from the batch.
+        max_rows: channels (rows) per step for a per-channel tokenizer, drawn at random from the batch
+            (a step's batch_size windows each hold many channels).
     """
 
     max_rows: int | None = 256

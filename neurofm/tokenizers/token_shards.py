@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..pipelines.loader import ShardInfo, resolve_url
+from ..pipelines.loader import ShardInfo, read_index_json, resolve_url
 from ..pipelines.tario import tar_samples
 
 TOKEN_FORMAT = "neurofm-tokens/1"
@@ -88,14 +88,6 @@ class TokenWindow:
     url: str
 
 
-def _index_file(path: str | Path) -> Path:
-    path = Path(path).expanduser()
-    file = path / INDEX_NAME if path.is_dir() else path
-    if not file.is_file():
-        raise FileNotFoundError(f"token-dataset index not found: {file}")
-    return file
-
-
 def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
     if name not in obj:
         raise ValueError(f"{where}: missing field '{name}'")
@@ -121,18 +113,8 @@ def _optional_str(value: Any) -> str | None:
 
 def load_token_index(path: str | Path) -> TokenIndex:
     """Read a token dataset's ``index.json`` (or the one in its folder); errors name the file and field."""
-    file = _index_file(path)
+    file, raw = read_index_json(path, TOKEN_FORMAT, " (a token dataset written by `neurofm tokenize`)")
     where = str(file)
-    try:
-        raw = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{where}: not valid JSON ({err})") from err
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where}: top level is {type(raw).__name__}, expected an object")
-    fmt = _field(raw, "format", str, where)
-    if fmt != TOKEN_FORMAT:
-        raise ValueError(f"{where}: field 'format' is {fmt!r}, expected {TOKEN_FORMAT!r} (a token dataset "
-                         "written by `neurofm tokenize`)")
     tokens = _field(raw, "tokens", dict, where)
     dataset = _field(raw, "dataset", str, where)
     shards = [_shard(e, i, dataset, file.parent, where) for i, e in enumerate(_field(raw, "shards", list, where))]
