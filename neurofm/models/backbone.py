@@ -182,11 +182,13 @@ class NeuroTransformer(nn.Module, StrictHubMixin, library_name="neurofm"):
                 raise BackboneInputError(f"token_mask has shape {tuple(token_mask.shape)}, expected {(b, c, p)}")
             tokens = torch.where(token_mask[..., None], self.mask_token.to(tokens.dtype), tokens)
         tokens = tokens + self.pos_enc(pos.to(tokens.dtype), pos_known, p)
+        # No mask when every channel is real: SDPA's fused (flash) kernels take no arbitrary mask.
+        attn_mask = None if bool(chan_mask.all()) else chan_mask
         for block in self.blocks:
             if self.grad_checkpointing and self.training:
-                tokens = checkpoint(block, tokens, chan_mask, use_reentrant=False)
+                tokens = checkpoint(block, tokens, attn_mask, use_reentrant=False)
             else:
-                tokens = block(tokens, chan_mask)
+                tokens = block(tokens, attn_mask)
         return self.norm(tokens)
 
     def forward_head(self, features: Tensor, chan_mask: Tensor | None = None) -> Tensor:

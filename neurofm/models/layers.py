@@ -51,7 +51,7 @@ class GridAttention(nn.Module):
         self.q_norm = nn.RMSNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
         self.k_norm = nn.RMSNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
 
-    def forward(self, x: Tensor, chan_mask: Tensor) -> Tensor:  # (B, C, P, D), (B, C) -> (B, C, P, D)
+    def forward(self, x: Tensor, chan_mask: Tensor | None) -> Tensor:  # (B, C, P, D), (B, C) or None -> (B, C, P, D)
         b, c, p, d = x.shape
         q, k, v = self.qkv(x).view(b, c, p, 3, self.heads, self.head_dim).unbind(3)  # each (B, C, P, H, hd)
         q, k = self.q_norm(q), self.k_norm(k)
@@ -65,7 +65,7 @@ class GridAttention(nn.Module):
     def _full(self, q: Tensor, k: Tensor, v: Tensor, chan_mask: Tensor, drop: float) -> Tensor:
         b, c, p, h, hd = q.shape
         seq = [t.reshape(b, c * p, h, hd).transpose(1, 2) for t in (q, k, v)]  # (B, H, C*P, hd)
-        key_mask = chan_mask[:, :, None].expand(b, c, p).reshape(b, c * p)  # (B, C*P)
+        key_mask = None if chan_mask is None else chan_mask[:, :, None].expand(b, c, p).reshape(b, c * p)  # (B, C*P)
         out = _attend(*seq, key_mask, drop)  # (B, H, C*P, hd)
         return out.transpose(1, 2).reshape(b, c, p, h, hd)
 
@@ -74,7 +74,7 @@ class GridAttention(nn.Module):
         half = h // 2
         # spatial heads: for each (batch, patch), a sequence over channels; padded channels masked
         sq, sk, sv = (t[..., :half, :].permute(0, 2, 3, 1, 4).reshape(b * p, half, c, hd) for t in (q, k, v))
-        s_mask = chan_mask[:, None, :].expand(b, p, c).reshape(b * p, c)  # (B*P, C)
+        s_mask = None if chan_mask is None else chan_mask[:, None, :].expand(b, p, c).reshape(b * p, c)  # (B*P, C)
         s_out = _attend(sq, sk, sv, s_mask, drop).reshape(b, p, half, c, hd).permute(0, 3, 1, 2, 4)  # (B, C, P, h/2, hd)
         # temporal heads: for each (batch, channel), a sequence over patches (all real)
         tq, tk, tv = (t[..., half:, :].permute(0, 1, 3, 2, 4).reshape(b * c, h - half, p, hd) for t in (q, k, v))
@@ -94,7 +94,7 @@ class Block(nn.Module):
         self.mlp = GLUMLP(dim, mlp_hidden, mlp, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, chan_mask: Tensor) -> Tensor:  # (B, C, P, D) -> (B, C, P, D)
+    def forward(self, x: Tensor, chan_mask: Tensor | None) -> Tensor:  # (B, C, P, D) -> (B, C, P, D)
         x = x + self.drop(self.attn(self.norm1(x), chan_mask))
         return x + self.mlp(self.norm2(x))
 
