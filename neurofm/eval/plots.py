@@ -31,6 +31,9 @@ def plot_adaptation_bars(entries: list[Entry], path: str | Path, metric: str = "
             xs = [i + (j - (len(adapts) - 1) / 2) * width for i, m in enumerate(models) if m in got]
             ax.bar(xs, [got[m].mean for m in models if m in got], width, yerr=[got[m].std for m in models if m in got],
                    capsize=3, label=adapt)
+        oracles = [e.oracle for e in mine if e.oracle is not None]
+        if oracles:  # synthetic data: the generator's ceiling
+            ax.axhline(float(np.mean(oracles)), color="k", ls="--", lw=1, label="oracle")
         ax.set_xticks(range(len(models)), models, rotation=20, ha="right")
         ax.set_title(f"{dataset} · {protocol}")
         ax.set_ylabel(metric)
