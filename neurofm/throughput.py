@@ -18,7 +18,9 @@ Counts under DDP are this rank's times the world size (ranks run equal numbers o
 from __future__ import annotations
 
 import math
+import platform
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -133,3 +135,14 @@ class ThroughputMonitor(Callback):
         for name, value in metrics.items():
             pl_module.log(name, value, on_step=True, on_epoch=False, batch_size=1)
         self._reset_window()
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), for benchmark reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

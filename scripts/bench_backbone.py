@@ -34,7 +34,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import time
 import warnings
@@ -61,7 +60,7 @@ with warnings.catch_warnings():  # braindecode's EEGPT builds a deprecated monta
 from neurofm.models.backbone import NeuroTransformer
 from neurofm.models.config import BackboneConfig
 from neurofm.pipelines.channels import TEMPLATE_MONTAGE, channel_positions
-from neurofm.throughput import flop_counter_mode, peak_bf16_flops  # the table the training callback uses
+from neurofm.throughput import cpu_model, flop_counter_mode, peak_bf16_flops  # the table the training callback uses
 
 THROUGHPUT_TARGET = 1.5  # ours / Labram, training samples per second
 PARAMS_TOLERANCE = 0.10  # matched configurations: parameter counts within 10% of Labram's
@@ -317,16 +316,6 @@ def n_layers(case: Case) -> int:
 
 # ------------------------------------------------------------------------------------------------
 # reporting
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def device_name(device: torch.device) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -46,6 +45,7 @@ from neurofm.pipelines.windowtable import clear_table_cache
 from neurofm.pipelines.manifest import load_manifest, manifests_dir
 from neurofm.pipelines.prepare import prepare
 from neurofm.pipelines.sources import list_items, load_item
+from neurofm.throughput import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 PREPARE_TARGET = 2.0  # prepare (2 workers) / plain MNE, recordings per second
@@ -209,16 +209,6 @@ def run_round_robin(timings: list[tuple[Timing, Callable[[], int]]], repeats: in
             t0 = time.perf_counter()
             timing.count = fn()
             timing.seconds.append(time.perf_counter() - t0)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def ratio_rows(t: dict[str, Timing]) -> list[tuple[str, float, float]]:
