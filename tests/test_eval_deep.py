@@ -48,6 +48,9 @@ def test_linear_probe_on_our_backbone_caches_features(mi_index: Path, tmp_path: 
     data = load_eval_data(mi_index)
     assert summary.n_done == 4 and len(deep._FEATURES) == len(data)  # each window's features computed once
     assert summary.rows[0]["weights_sha256"] and summary.rows[0]["adapt"] == "linear"
+    again = run_benchmark("neurofm", mi_index, "loso", adapt="linear", seeds=(0,), out=tmp_path, progress=False,
+                          model_options={"preset": "tiny"})
+    assert again.n_done == 0 and again.n_skipped == 4  # a rerun resumes (weights are known only after fitting)
 
 
 def test_finetune_and_two_stage_run(mi_index: Path) -> None:  # noqa: F811

@@ -338,7 +338,12 @@ class DeepModel:
             # braindecode foundation models cannot load weights here (no download): only from scratch.
             raise ValueError(f"{self.net_name}: only adapt=scratch (no pretrained weights available offline); "
                              "linear probing and fine-tuning are for neurofm checkpoints (weights=...)")
-        self.model_id = self.net_name if not self.net_options.get("weights") else f"neurofm:{self.net_options['weights']}"
+        weights = self.net_options.get("weights")
+        if weights and self.net_name != "neurofm":
+            raise ValueError(f"{self.net_name}: weights= is only for neurofm backbones")
+        self.model_id = f"neurofm:{weights}" if weights else self.net_name
+        # the pretrained start point's identity goes into the config, so changed weights are a new experiment
+        self.weights_file_sha256 = _weights_file_sha256(weights) if weights else None
         self._weights_sha: str | None = None
 
     def fit(self, train: EvalData, val: EvalData | None, seed: int) -> None:
@@ -378,7 +383,17 @@ class DeepModel:
     def describe(self) -> dict[str, Any]:
         return {"model": self.model_id, "weights_sha256": self._weights_sha,
                 "config": {"net": self.net_name, "adapt": self.adapt, "options": self.net_options,
-                           "train": asdict(self.settings)}}
+                           "weights_file_sha256": self.weights_file_sha256, "train": asdict(self.settings)}}
+
+
+def _weights_file_sha256(weights: str) -> str | None:
+    """sha256 of a local save_pretrained folder's model.safetensors (None for a hub id)."""
+    from pathlib import Path
+
+    from ..pipelines.shards import sha256_file
+
+    file = Path(weights) / "model.safetensors"
+    return sha256_file(file) if file.is_file() else None
 
 
 def _deep_factory(name: str) -> Callable[..., DeepModel]:

@@ -48,9 +48,13 @@ class ResultRow:
 
 
 def row_key(row: dict[str, Any]) -> tuple:
-    """What makes two rows the same experiment (a rerun skips it; the leaderboard rejects duplicates)."""
-    return (row["model"], row["model_config_sha256"], row.get("weights_sha256"), row["dataset"], row["data_hash"],
-            row["protocol"], row["adapt"], row["fold_id"])
+    """What makes two rows the same experiment (a rerun skips it; the leaderboard rejects duplicates).
+
+    Not ``weights_sha256``: it is known only after fitting (a random initialisation depends on the
+    seed), so a rerun could never match it. Pretrained weights enter the config (their file's sha256).
+    """
+    return (row["model"], row["model_config_sha256"], row["dataset"], row["data_hash"], row["protocol"],
+            row["adapt"], row["fold_id"])
 
 
 @lru_cache(maxsize=1)
