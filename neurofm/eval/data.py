@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipelines.loader import iter_samples, load_index
+from ..pipelines.loader import ShardIndex, iter_samples, load_index
 
 
 class EvalDataError(ValueError):
@@ -62,8 +62,7 @@ def _natural(s: str) -> tuple:
     return (0, int(s), "") if s.isdigit() else (1, 0, s)
 
 
-def index_hash(index_path: str | Path) -> str:
-    index = load_index(index_path)
+def index_hash(index: ShardIndex) -> str:
     payload = {"preproc_hash": index.preproc_hash, "shards": sorted((s.sha256, s.n_samples) for s in index.shards)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -95,4 +94,4 @@ def load_eval_data(index_path: str | Path) -> EvalData:
         raise EvalDataError(f"{index.path}: no labelled windows")
     return EvalData(dataset=index.dataset, x=np.stack(xs), y=np.asarray(ys, np.int64), subject=np.asarray(subjects),
                     session=np.asarray(sessions), key=np.asarray(keys), classes=classes, ch_names=ch_names,
-                    pos=pos, sfreq=index.sfreq, data_hash=index_hash(index_path), index_path=str(index.path))
+                    pos=pos, sfreq=index.sfreq, data_hash=index_hash(index), index_path=str(index.path))

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 from torch import nn
@@ -128,36 +129,29 @@ def _neurofm(data: EvalData, n_outputs: int, options: dict[str, Any]) -> nn.Modu
 # training (Lightning)
 
 
-class _Classifier:
-    """Builds the LightningModule lazily so that importing this file stays cheap."""
+class ClassifierModule(L.LightningModule):
+    """Cross-entropy training of ``net``; AdamW (``param_groups``) with a cosine schedule over ``max_epochs``."""
 
-    @staticmethod
-    def module(net: nn.Module, settings: TrainSettings, max_epochs: int):
-        import lightning as L
+    def __init__(self, net: nn.Module, settings: TrainSettings, max_epochs: int) -> None:
+        super().__init__()
+        self.net, self.settings, self.max_epochs = net, settings, max_epochs
+        self.loss = nn.CrossEntropyLoss()
 
-        class ClassifierModule(L.LightningModule):
-            def __init__(self) -> None:
-                super().__init__()
-                self.net = net
-                self.loss = nn.CrossEntropyLoss()
+    def training_step(self, batch, _):
+        x, y = batch
+        loss = self.loss(self.net(x), y)
+        self.log("train_loss", loss, prog_bar=False)
+        return loss
 
-            def training_step(self, batch, _):
-                x, y = batch
-                loss = self.loss(self.net(x), y)
-                self.log("train_loss", loss, prog_bar=False)
-                return loss
+    def validation_step(self, batch, _):
+        x, y = batch
+        self.log("val_loss", self.loss(self.net(x), y), prog_bar=False)
 
-            def validation_step(self, batch, _):
-                x, y = batch
-                self.log("val_loss", self.loss(self.net(x), y), prog_bar=False)
-
-            def configure_optimizers(self):
-                groups = param_groups(self.net, settings)
-                opt = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
-                sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, max_epochs))
-                return {"optimizer": opt, "lr_scheduler": sched}
-
-        return ClassifierModule()
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(param_groups(self.net, self.settings), lr=self.settings.lr,
+                                weight_decay=self.settings.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.max_epochs))
+        return {"optimizer": opt, "lr_scheduler": sched}
 
 
 def param_groups(net: nn.Module, settings: TrainSettings) -> list[dict[str, Any]]:
@@ -176,22 +170,16 @@ def param_groups(net: nn.Module, settings: TrainSettings) -> list[dict[str, Any]
     return [{"params": ps, "weight_decay": d, "lr": settings.lr * s} for (d, s), ps in groups.items()]
 
 
-class KeepBest:
-    """Lightning callback: remember the weights of the epoch with the lowest validation loss."""
+class KeepBest(L.Callback):
+    """Remember the weights of the epoch with the lowest validation loss."""
 
-    def __new__(cls):
-        import lightning as L
+    def __init__(self) -> None:
+        self.best, self.state = float("inf"), None
 
-        class _KeepBest(L.Callback):
-            def __init__(self) -> None:
-                self.best, self.state = float("inf"), None
-
-            def on_validation_epoch_end(self, trainer, module) -> None:
-                loss = float(trainer.callback_metrics.get("val_loss", float("inf")))
-                if loss < self.best:
-                    self.best, self.state = loss, copy.deepcopy(module.net.state_dict())
-
-        return _KeepBest()
+    def on_validation_epoch_end(self, trainer, module) -> None:
+        loss = float(trainer.callback_metrics.get("val_loss", float("inf")))
+        if loss < self.best:
+            self.best, self.state = loss, copy.deepcopy(module.net.state_dict())
 
 
 def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int):
@@ -203,7 +191,6 @@ def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: 
 def train_net(net: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
               settings: TrainSettings, seed: int) -> dict[str, Any]:
     """Fit ``net`` in place; with ``val``, restore the epoch with the best validation loss. Returns a log."""
-    import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping
 
     L.seed_everything(seed, workers=True, verbose=False)
@@ -231,14 +218,12 @@ def train_net(net: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[n
 def _fit(net, train, val, settings, seed, epochs, callbacks):
     import logging
 
-    import lightning as L
-
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
         logging.getLogger(name).setLevel(logging.WARNING)  # "GPU available: False" and tips, once per fold
     trainer = L.Trainer(max_epochs=epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
                         num_sanity_val_steps=0)
-    trainer.fit(_Classifier.module(net, settings, epochs), _loader(*train, settings.batch_size, True, seed),
+    trainer.fit(ClassifierModule(net, settings, epochs), _loader(*train, settings.batch_size, True, seed),
                 None if val is None else _loader(*val, settings.batch_size, False, seed))
     return trainer
 
@@ -354,8 +339,7 @@ class DeepModel:
         x = train.x.astype(np.float32)
         self.mean = x.mean(axis=(0, 2), keepdims=True)[0] if norm == "zscore" else 0.0  # (C, 1) from training windows
         self.std = x.std(axis=(0, 2), keepdims=True)[0] + 1e-6 if norm == "zscore" else 1.0
-        self.net = factory(train, self.n_classes, {k: v for k, v in self.net_options.items() if k != "weights"}
-                           if self.net_name != "neurofm" else self.net_options)
+        self.net = factory(train, self.n_classes, self.net_options)  # weights= only reaches neurofm (__post_init__)
         if self.adapt == "linear":
             self.net.reset_head(None)
             self._weights_sha = weights_sha256(self.net)

@@ -174,9 +174,14 @@ class NeuroTransformer(nn.Module, StrictHubMixin, library_name="neurofm"):
             pos_known: (B, C) True where ``pos`` is known; default: where ``pos`` is finite.
             token_mask: (B, C, P) True for tokens replaced by the mask embedding (masked pretraining).
         """
-        tokens = self.embed(self._check_input(x))  # (B, C, P, D)
+        x = self._check_input(x)
+        return self._encode(x, *self._montage(pos, pos_known, chan_mask, *x.shape[:2], x.device), token_mask)
+
+    def _encode(self, x: Tensor, pos: Tensor, pos_known: Tensor, chan_mask: Tensor,
+                token_mask: Tensor | None = None) -> Tensor:
+        """``forward_features`` on a checked input and a resolved montage (``_montage``)."""
+        tokens = self.embed(x)  # (B, C, P, D)
         b, c, p, _ = tokens.shape
-        pos, pos_known, chan_mask = self._montage(pos, pos_known, chan_mask, b, c, tokens.device)
         if token_mask is not None:
             if token_mask.shape != (b, c, p):
                 raise BackboneInputError(f"token_mask has shape {tuple(token_mask.shape)}, expected {(b, c, p)}")
@@ -206,9 +211,9 @@ class NeuroTransformer(nn.Module, StrictHubMixin, library_name="neurofm"):
 
     def forward(self, x: Tensor, pos: Tensor | None = None, chan_mask: Tensor | None = None,
                 pos_known: Tensor | None = None) -> Tensor:
-        features = self.forward_features(x, pos, chan_mask, pos_known)
-        return self.forward_head(features, self._montage(pos, pos_known, chan_mask, *features.shape[:2],
-                                                         features.device)[2])
+        x = self._check_input(x)
+        pos, pos_known, chan_mask = self._montage(pos, pos_known, chan_mask, *x.shape[:2], x.device)
+        return self.forward_head(self._encode(x, pos, pos_known, chan_mask), chan_mask)
 
     # ---------------------------------------------------------------------------------------------
     # input checks
