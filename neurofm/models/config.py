@@ -6,8 +6,10 @@ Torch-free so that the command line builds ``--help`` without importing torch;
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
+
+from ..presets import PresetConfig
 
 ATTENTIONS = ("full", "criss_cross")
 MLPS = ("swiglu", "geglu")
@@ -16,7 +18,7 @@ POOLINGS = ("mean", "attention")
 
 
 @dataclass
-class BackboneConfig:
+class BackboneConfig(PresetConfig):
     """One backbone: (channel, time-patch) tokens → pre-norm transformer → features / head.
 
     Tokens: every channel's signal is cut into patches of ``patch_size`` samples (at ``sfreq``); a
@@ -50,6 +52,7 @@ class BackboneConfig:
     grad_checkpointing: bool = False
     norm_eps: float = 1e-6
 
+    PRESET_KIND: ClassVar[str] = "backbone"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __post_init__(self) -> None:
@@ -80,22 +83,6 @@ class BackboneConfig:
     @property
     def mlp_hidden(self) -> int:
         return int(round(self.mlp_ratio * self.dim / 8)) * 8 or 8  # a multiple of 8
-
-    @classmethod
-    def from_name(cls, name: str, **overrides: Any) -> BackboneConfig:
-        """A named preset (``tiny``, ``small``, ``base``, ``large``) with fields overridden."""
-        if name not in cls.PRESETS:
-            raise ValueError(f"backbone preset {name!r} is not one of {sorted(cls.PRESETS)}")
-        return cls(**{**cls.PRESETS[name], "name": name, **overrides})
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BackboneConfig:
-        """Strict: a key that is not a field is an error (a typo must not fall back to a default)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown BackboneConfig field(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,8 +7,10 @@ arguments are this dataclass) without importing torch; ``neurofm.tokenizers.rvq`
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
+
+from ..presets import PresetConfig
 
 
 def _positive_ints(name: str, values: tuple[int, ...], *, odd: bool = False, allow_empty: bool = False) -> None:
@@ -20,7 +22,7 @@ def _positive_ints(name: str, values: tuple[int, ...], *, odd: bool = False, all
 
 
 @dataclass
-class RVQConfig:
+class RVQConfig(PresetConfig):
     """One RVQ tokenizer: per-channel multi-scale conv encoder → ResidualVQ → conv decoder.
 
     Kernel sizes and strides are in samples at ``sfreq``: the defaults are chosen for 200 Hz, the
@@ -74,6 +76,7 @@ class RVQConfig:
     w_phase: float = 0.5  # magnitude-weighted cos/sin of the phase
     w_commit: float = 1.0  # ResidualVQ commitment, summed over levels
 
+    PRESET_KIND: ClassVar[str] = "RVQ"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __post_init__(self) -> None:
@@ -122,22 +125,6 @@ class RVQConfig:
     def bits_per_second(self, n_q: int | None = None) -> float:
         """Per channel: frames/s × levels × log2 K (the codes are all a decoder needs)."""
         return self.frames_per_second * (self.n_q if n_q is None else n_q) * math.log2(self.codebook_size)
-
-    @classmethod
-    def from_name(cls, name: str, **overrides: Any) -> RVQConfig:
-        """A named preset (``tiny``, ``base``) with fields overridden."""
-        if name not in cls.PRESETS:
-            raise ValueError(f"RVQ preset {name!r} is not one of {sorted(cls.PRESETS)}")
-        return cls(**{**cls.PRESETS[name], "name": name, **overrides})
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RVQConfig:
-        """Strict: a key that is not a field is an error (a typo must not fall back to a default)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown RVQConfig field(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
