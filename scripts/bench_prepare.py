@@ -10,7 +10,8 @@ as data_manifests/physionet_s001_all.yaml cuts them; ``--synthetic`` adds synthe
    ``--quick``, the ``filter_method="fir"`` and ``resample_method="fft"`` variants with 1 worker);
 3. reading every window of the prepared dataset: ``iter_samples`` (eval mode, one Sample at a time),
    the DataModule eval and train loaders, against ``np.load(mmap_mode="r")`` of one .npy holding the
-   same windows, read window by window and each copied.
+   same windows, read window by window and each copied (in order, and in a random order: the
+   like-for-like baseline of the shuffling train loader), or in batches.
 
 Every timing is repeated ``--repeats`` times, round robin (so a change of machine load hits all of them
 alike), after one untimed warm-up; the table shows the best and the median, and the ratios use the best
@@ -167,6 +168,14 @@ def read_memmap_batches(npy: Path, batch_size: int) -> int:
     return len(x)
 
 
+def read_memmap_shuffled(npy: Path, seed: int = 0) -> int:
+    """Window by window in a random order (what a shuffling reader of the memmap does): the train loaders' baseline."""
+    x = np.load(npy, mmap_mode="r")  # (N, C, T)
+    for i in np.random.default_rng(seed).permutation(len(x)):
+        np.array(x[i])
+    return len(x)
+
+
 def read_iter_samples(index: Path) -> int:
     clear_table_cache()  # every timed pass opens (reads and checks) the window tables anew
     return sum(1 for _ in iter_samples(index))
@@ -226,6 +235,8 @@ def ratio_rows(t: dict[str, Timing]) -> list[tuple[str, float, float]]:
             rows.append((f"{what} / memmap", t[key].rate / t["memmap"].rate, LOADER_TARGET))
         if key != "iter" and key in t and "memmap_b" in t:  # like for like: both hand out new batches
             rows.append((f"{what} / memmap batches", t[key].rate / t["memmap_b"].rate, LOADER_TARGET))
+        if key.startswith("train") and key in t and "memmap_s" in t:  # like for like: both read in random order
+            rows.append((f"{what} / memmap shuffled", t[key].rate / t["memmap_s"].rate, LOADER_TARGET))
     return rows
 
 
@@ -269,6 +280,8 @@ def loading_runs(index: Path, npy: Path, args: argparse.Namespace) -> Timed:
     runs: Timed = {
         "memmap": (Timing("numpy memmap, window by window (copied)", "win"), lambda: read_memmap(npy)),
         "memmap_b": (Timing(f"numpy memmap, batches of {b} (copied)", "win"), lambda: read_memmap_batches(npy, b)),
+        "memmap_s": (Timing("numpy memmap, window by window in random order (copied)", "win"),
+                     lambda: read_memmap_shuffled(npy)),
         "iter": (Timing("loader: iter_samples (eval mode, Samples)", "win"), lambda: read_iter_samples(index)),
         "eval": (Timing(f"loader: DataModule eval loader, batch {b}, first epoch", "win"),
                  lambda: read_eval_loader(index, b)),

@@ -209,3 +209,26 @@ def test_member_bytes_are_the_tar_members(index_path: Path) -> None:
         x = np.load(io.BytesIO(tar.extractfile(f"{ref.key}.npy").read()), allow_pickle=False)
     np.testing.assert_array_equal(np.load(io.BytesIO(bytes(members["npy"])), allow_pickle=False), x)
     assert sha256_file(shard) == json.loads(table_path(shard).read_text())["shard_sha256"]
+
+
+def test_recycled_batch_arrays_equal_decoded_batches(index_path: Path) -> None:
+    """Each batch dropped before the next: arrays are reused, padding rows are rewritten."""
+    urls = [s.url for s in load_index(index_path).shards]
+    expected = reference_batches(index_path, 3, True)
+    pointers = set()
+    for _ in range(2):
+        for batch, ref in zip(eval_pipeline(urls, 3), expected, strict=True):
+            assert_same_batch(batch, ref)
+            pointers.add(batch.x.data_ptr())
+            del batch
+    assert len(pointers) < len(expected)  # some arrays were recycled
+
+
+def test_held_batches_are_never_overwritten(index_path: Path) -> None:
+    urls = [s.url for s in load_index(index_path).shards]
+    expected = reference_batches(index_path, 3, True)
+    first = [b.x[1:] for b in eval_pipeline(urls, 3)]  # views keep their arrays alive
+    second = list(eval_pipeline(urls, 3))
+    for x, ref, again in zip(first, expected, second, strict=True):
+        torch.testing.assert_close(x, ref.x[1:], rtol=0, atol=0)
+        assert again.x.data_ptr() not in {y.data_ptr() for y in first}

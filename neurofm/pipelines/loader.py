@@ -40,6 +40,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,9 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from .tario import decode_npy, is_local_tar, tar_samples
-from .windowtable import WindowRef, open_table, recording_fields
+from .buffers import BufferPool
+from .tario import decode_npy, tar_samples
+from .windowtable import WindowRef, WindowTable, open_table, recording_fields
 
 FORMAT = "neurofm-shards/1"
 INDEX_NAME = "index.json"
@@ -444,7 +446,7 @@ def shard_windows(src: Iterable[dict[str, Any]], keep: Callable[[Any], bool] = S
     guard = _Guard(keep)
     for shard in src:
         url = shard["url"]
-        table = open_table(url) if is_local_tar(url) else None
+        table = open_table(url)
         if table is None:
             yield from (s for s in map(decode_sample, tar_samples([shard])) if guard(s))
         elif guard(WindowRef(table, 0), len(table)):
@@ -545,33 +547,35 @@ def collate_samples(samples: Sequence[Sample], mask_bad_channels: bool = True) -
     )
 
 
+# Recycled batch arrays of `collate_windows` (one pool per process: each DataLoader worker has its own).
+_BATCH_BUFFERS = BufferPool()
+
+
 def collate_windows(items: Sequence[Window], mask_bad_channels: bool = True) -> Batch:
     """:func:`collate_samples` for pipeline items: window references are read straight into the batch.
 
-    Per window this is one copy from the mapped shard into the batch array; positions and masks are
-    set once per recording in the batch. Gives the same :class:`Batch` as ``collate_samples`` of the
-    decoded samples (test).
+    Per window this is one copy from the mapped shard into a recycled batch array (``buffers.py``);
+    positions and masks are set once per recording in the batch. Gives the same :class:`Batch` as
+    ``collate_samples`` of the decoded samples (test).
     """
-    if not items or not all(type(item) is WindowRef for item in items):
+    if not items or any(type(item) is not WindowRef for item in items):
         return collate_samples([as_sample(item) for item in items], mask_bad_channels)
-    tables = {id(r.table): r.table for r in items}
-    n_times = _check_uniform(tables.values(), "n_times", lambda t: t.n_times)
-    sfreq = _check_uniform(tables.values(), "sfreq", lambda t: t.sfreq)
-    n_batch, n_chans = len(items), max(t.n_chans for t in tables.values())
-    x = np.empty((n_batch, n_chans * n_times), np.float32)  # (B, C*T): row b holds window b, then padding
-    rows: dict[int, list[int]] = {}
+    rows: dict[WindowTable, list[int]] = {}  # table → its windows' rows in the batch
     for b, r in enumerate(items):
-        t = r.table
-        size = t.n_chans * n_times
-        x[b, :size] = np.frombuffer(t.view, _FLOAT32, size, t.data_offsets[r.i])
-        if size < x.shape[1]:
-            x[b, size:] = 0.0
-        rows.setdefault(id(t), []).append(b)
+        rows.setdefault(r.table, []).append(b)
+    n_times = _check_uniform(rows, "n_times", lambda t: t.n_times)
+    sfreq = _check_uniform(rows, "sfreq", lambda t: t.sfreq)
+    n_batch, n_chans = len(items), max(t.n_chans for t in rows)
+    x = _BATCH_BUFFERS.empty((n_batch, n_chans * n_times))  # (B, C*T): row b holds window b, then padding
     pos = np.zeros((n_batch, n_chans, 3), np.float32)  # (B, C, 3)
     chan_mask = np.zeros((n_batch, n_chans), bool)  # (B, C)
     pos_known = np.zeros((n_batch, n_chans), bool)  # (B, C)
-    for key, b in rows.items():
-        t = tables[key]
+    for t, b in rows.items():
+        size, offsets = t.n_chans * n_times, t.data_offsets
+        for row in b:
+            x[row, :size] = np.frombuffer(t.view, _FLOAT32, size, offsets[items[row].i])
+        if size < x.shape[1]:
+            x[b, size:] = 0.0  # padding
         pos[b, : t.n_chans] = t.pos0
         chan_mask[b, : t.n_chans] = t.good if mask_bad_channels else True
         pos_known[b, : t.n_chans] = t.pos_known
@@ -580,7 +584,7 @@ def collate_windows(items: Sequence[Window], mask_bad_channels: bool = True) -> 
         chan_mask=torch.from_numpy(chan_mask),
         pos=torch.from_numpy(pos),
         pos_known=torch.from_numpy(pos_known),
-        label=torch.tensor([r.table.labels[r.i] for r in items], dtype=torch.long),
+        label=torch.from_numpy(np.array([r.table.labels[r.i] for r in items], np.int64)),
         subject=[r.table.subject for r in items],
         dataset=[r.table.dataset for r in items],
         key=[r.table.keys[r.i] for r in items],
@@ -726,6 +730,9 @@ class ShardLoader:
     Counts its own epochs and hands the number to the pipeline's seeded stages before each epoch
     (Lightning calls ``set_epoch`` only on a DataLoader's sampler), so epoch k of a run is the same
     for a given seed and number of workers, even when the workers are re-created every epoch.
+
+    With ``num_workers=0`` the pipeline is iterated directly: a torch ``DataLoader`` would add only
+    its per-batch bookkeeping (a profiler range and ``default_convert``, ~5 µs per window here).
     """
 
     def __init__(
@@ -740,13 +747,16 @@ class ShardLoader:
         # Not `.dataset`: Lightning would warn about an IterableDataset with a __len__ there.
         self.pipeline = pipeline
         self.n_batches = n_batches
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
         self.epoch = 0
-        # batch_size=None: the pipeline batches inside the workers (a worker yields whole batches).
-        # Persistent workers keep their copy of the pipeline: the epoch set here does not reach them,
-        # but their own pass counter (see _EpochSeeded) still makes every epoch draw anew.
-        loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
-                               persistent_workers=persistent_workers and num_workers > 0)
-        self.loader = loader if n_batches is None else loader.with_epoch(n_batches)
+        self.loader = None
+        if num_workers > 0:
+            # batch_size=None: the pipeline batches inside the workers (a worker yields whole batches).
+            # Persistent workers keep their copy of the pipeline: the epoch set here does not reach
+            # them, but their own pass counter (see _EpochSeeded) still makes every epoch draw anew.
+            self.loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+                                        collate_fn=_as_is, persistent_workers=persistent_workers)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -756,12 +766,20 @@ class ShardLoader:
             if isinstance(stage, _EpochSeeded):
                 stage.set_epoch(self.epoch)
         self.epoch += 1
-        return iter(self.loader)
+        batches = iter(self.pipeline) if self.loader is None else iter(self.loader)
+        if self.loader is None and self.pin_memory and torch.cuda.is_available():
+            batches = (batch.pin_memory() for batch in batches)
+        return batches if self.n_batches is None else islice(batches, self.n_batches)
 
     def __len__(self) -> int:
         if self.n_batches is None:
             raise TypeError("an eval ShardLoader has no length (it depends on the shard split)")
         return self.n_batches
+
+
+def _as_is(batch: Batch) -> Batch:
+    """DataLoader ``collate_fn`` for a pipeline that yields whole batches (module level: picklable)."""
+    return batch
 
 
 def batches_per_epoch(n_samples: int, batch_size: int, world_size: int) -> int:

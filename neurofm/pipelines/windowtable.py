@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .tario import grouped_members, map_file, npy_layout
+from .tario import grouped_members, is_local_tar, map_file, npy_layout
 
 TABLE_FORMAT = "neurofm-windows/1"
 TABLE_SUFFIX = ".windows.json"
@@ -249,6 +249,8 @@ def _read_sidecar(url: str, view: memoryview) -> WindowTable | None:
 
 @lru_cache(maxsize=128)
 def _open(url: str, size: int, mtime_ns: int) -> WindowTable | None:
+    if not is_local_tar(url):
+        return None
     view = map_file(url)
     table = _read_sidecar(url, view) or build_table(url, view)
     if table is not None:
@@ -257,8 +259,17 @@ def _open(url: str, size: int, mtime_ns: int) -> WindowTable | None:
 
 
 def open_table(url: str) -> WindowTable | None:
-    """The table of a local shard, mapped (cached per process while the file is unchanged)."""
-    st = os.stat(url)
+    """The table of a local neurofm tar, mapped (cached per process while the file is unchanged).
+
+    None for anything else (a remote url, another kind of file, a file that cannot be read): such
+    shards go to webdataset, which raises its own error naming the url.
+    """
+    if "://" in url or url.startswith("pipe:") or not url.endswith(".tar"):
+        return None
+    try:
+        st = os.stat(url)
+    except OSError:
+        return None
     return _open(url, st.st_size, st.st_mtime_ns)
 
 
