@@ -87,6 +87,8 @@ class TrainerConfig:
 
     Attributes:
         max_steps: optimiser steps.
+        max_time: also stop (and save) after this wall time, "DD:HH:MM:SS" (e.g. a SLURM slot); null: no limit.
+            The learning-rate schedule still runs over ``max_steps``.
         accelerator: cpu, gpu, auto...
         devices: devices per node (or "auto"); under SLURM, --ntasks-per-node.
         num_nodes: nodes (under SLURM, --nodes).
@@ -109,6 +111,7 @@ class TrainerConfig:
     """
 
     max_steps: int = 1000
+    max_time: str | None = None
     accelerator: str = "auto"
     devices: int | str = 1
     num_nodes: int = 1
@@ -296,7 +299,7 @@ def build_trainer(trainer_cfg: TrainerConfig, out: Path, resuming: bool = False)
     import lightning as L
 
     return L.Trainer(
-        max_steps=trainer_cfg.max_steps, accelerator=trainer_cfg.accelerator, devices=trainer_cfg.devices,
+        max_steps=trainer_cfg.max_steps, max_time=trainer_cfg.max_time, accelerator=trainer_cfg.accelerator, devices=trainer_cfg.devices,
         num_nodes=trainer_cfg.num_nodes, strategy=trainer_cfg.strategy, precision=trainer_cfg.precision,
         accumulate_grad_batches=trainer_cfg.accumulate_grad_batches, gradient_clip_val=trainer_cfg.gradient_clip_val,
         val_check_interval=trainer_cfg.val_check_interval, limit_val_batches=trainer_cfg.limit_val_batches,

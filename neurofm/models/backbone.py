@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..hub import StrictHubMixin
 from .config import BackboneConfig, resolve_backbone_config
-from .layers import AttentionPool, Block
+from .layers import AttentionPool, Block, RMSNorm
 
 
 class BackboneInputError(ValueError):
@@ -128,7 +128,7 @@ class NeuroTransformer(nn.Module, StrictHubMixin, library_name="neurofm"):
             Block(cfg.dim, cfg.heads, cfg.mlp_hidden, attention=cfg.attention, mlp=cfg.mlp, qk_norm=cfg.qk_norm,
                   dropout=cfg.dropout, eps=cfg.norm_eps)
             for _ in range(cfg.depth))
-        self.norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.norm = RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.pool = AttentionPool(cfg.dim, cfg.heads) if cfg.pooling == "attention" else None
         self.head: nn.Module = nn.Identity()
         self.grad_checkpointing = cfg.grad_checkpointing

@@ -12,6 +12,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+class RMSNorm(nn.RMSNorm):
+    """``nn.RMSNorm`` whose weight follows the input's dtype, so that under bf16 autocast the fused
+    kernel runs (with an fp32 weight and a bf16 input torch falls back to the unfused ops)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = None if self.weight is None else self.weight.to(x.dtype)
+        return F.rms_norm(x, self.normalized_shape, weight, self.eps)
+
+
 class GLUMLP(nn.Module):
     """``W2 (act(W1 x) * W3 x)``: SwiGLU (SiLU) or GEGLU (GELU)."""
 
@@ -48,8 +57,8 @@ class GridAttention(nn.Module):
         self.head_dim = dim // heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.proj = nn.Linear(dim, dim, bias=False)
-        self.q_norm = nn.RMSNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
-        self.k_norm = nn.RMSNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
+        self.q_norm = RMSNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
 
     def forward(self, x: Tensor, chan_mask: Tensor | None) -> Tensor:  # (B, C, P, D), (B, C) or None -> (B, C, P, D)
         b, c, p, d = x.shape
@@ -88,9 +97,9 @@ class Block(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_hidden: int, *, attention: str = "full", mlp: str = "swiglu",
                  qk_norm: bool = True, dropout: float = 0.0, eps: float = 1e-6) -> None:
         super().__init__()
-        self.norm1 = nn.RMSNorm(dim, eps=eps)
+        self.norm1 = RMSNorm(dim, eps=eps)
         self.attn = GridAttention(dim, heads, attention, qk_norm=qk_norm, dropout=dropout, eps=eps)
-        self.norm2 = nn.RMSNorm(dim, eps=eps)
+        self.norm2 = RMSNorm(dim, eps=eps)
         self.mlp = GLUMLP(dim, mlp_hidden, mlp, dropout)
         self.drop = nn.Dropout(dropout)
 

@@ -53,6 +53,29 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+class _HashingFile:
+    """A file opened for writing that hashes what goes through it (no second read for the checksum)."""
+
+    def __init__(self, path: str) -> None:
+        self.file = open(path, "wb")
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self.file.write(data)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> str:
+        """Close the file; its sha256."""
+        self.file.close()
+        return self.sha256.hexdigest()
+
+
 def write_json_atomic(path: str | Path, obj: Any, durable: bool = True, indent: int | None = 1) -> None:
     """Write JSON to a temporary file in the same folder, fsync (when ``durable``), then rename over ``path``.
 
@@ -92,17 +115,21 @@ def write_shards(folder: Path, prefix: str, samples: Iterable[dict], info: dict,
     """
     folder.mkdir(parents=True, exist_ok=True)
     done: list[ShardInfo] = []
+    files: dict[str, _HashingFile] = {}
 
     def finalize(tmp_name: str) -> None:
+        sha256 = files.pop(tmp_name).close()  # the tar writer does not close a file it was given
         final = tmp_name[: -len(".tmp")]
         os.replace(tmp_name, final)
-        sha256 = sha256_file(final)
         write_table(final, sha256)  # before the item's marker: a marked shard always has its table
         done.append(ShardInfo(Path(final).relative_to(index_root).as_posix(), writer.count, sha256, **info))
 
+    def opener(name: str) -> _HashingFile:
+        files[name] = _HashingFile(name)
+        return files[name]
+
     writer = wds.ShardWriter(str(folder / f"{prefix}-%06d.tar.tmp"), maxcount=SHARD_MAXCOUNT,
-                             maxsize=SHARD_MAXSIZE, post=finalize, verbose=0,
-                             opener=lambda name: open(name, "wb"), mtime=FIXED_MTIME)
+                             maxsize=SHARD_MAXSIZE, post=finalize, verbose=0, opener=opener, mtime=FIXED_MTIME)
     with writer:
         for s in samples:
             writer.write({"__key__": s["__key__"], "npy": encode_npy(s["npy"]), "json": encode_json(s["json"])})

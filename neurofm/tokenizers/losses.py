@@ -36,6 +36,7 @@ def time_loss(x: Tensor, y: Tensor, kind: Literal["l1", "huber"] = "l1", delta: 
 
 
 def _stft(x: Tensor, n_fft: int) -> Tensor:  # (N, T) -> (N, n_fft // 2 + 1, frames) complex
+    x = x.float()  # cuFFT has no bf16 transform (bf16-mixed training hands the decoder's bf16 output here)
     window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
     return torch.stft(x, n_fft, hop_length=max(1, n_fft // 4), window=window, center=True,
                       pad_mode="constant", return_complex=True)
