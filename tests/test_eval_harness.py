@@ -11,12 +11,14 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from neurofm.eval.data import EvalData, load_eval_data
+from neurofm.cli import main as cli_main
+from neurofm.eval.data import EvalData, EvalDataError, load_eval_data
 from neurofm.eval.harness import run_benchmark
 from neurofm.eval.metrics import classification_metrics
 from neurofm.eval.results import read_rows
 from neurofm.eval.splits import Fold, LeakageError, check_fold, make_folds
 from neurofm.pipelines.prepare import prepare
+from shardkit import CLASSES, RecordingSpec, make_dataset
 
 # 4 subjects × 2 sessions × 1 run × 2 classes × 8 trials, strong effect: CSP+LDA must beat chance.
 MI_MANIFEST = {
@@ -47,8 +49,8 @@ def fake_data(n_subjects: int = 5, per_class: int = 6, n_classes: int = 3, sessi
     subject, session, y = (np.array(v) for v in zip(*rows))
     n = len(rows)
     return EvalData(dataset="fake", x=np.zeros((n, 2, 8), np.float32), y=y.astype(np.int64), subject=subject,
-                    session=session, key=np.array([f"k{i}" for i in range(n)]), classes=tuple("abc"[:n_classes]),
-                    ch_names=("C3", "C4"), pos=np.zeros((2, 3)), sfreq=100.0, data_hash="h", index_path="-")
+                    session=session, run=np.full(n, "1"), key=np.array([f"k{i}" for i in range(n)]),
+                    classes=tuple("abc"[:n_classes]), ch_names=("C3", "C4"), pos=np.zeros((2, 3)), sfreq=100.0, data_hash="h", index_path="-")
 
 
 # --- protocols -----------------------------------------------------------------------------------
@@ -88,6 +90,90 @@ def test_cross_session_trains_on_the_first_session_only() -> None:
         assert set(data.session[fold.test]) == {fold.test_session} == {"1"}
     with pytest.raises(ValueError, match="gives no fold"):
         make_folds(fake_data(sessions=1), "cross_session", seeds=(0,))
+
+
+@pytest.fixture(scope="module")
+def runs_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Written shards, no preparation: subject 01 has 4 runs of 4 windows (run "1" in two sessions, run "10"
+    after "2"), 02 has 2 runs of 5, 03 one run (no fold). Windows lie in this order (indices 0-29)."""
+    recordings = ([RecordingSpec("01", 4, n_windows=4, session=s, run=r)
+                   for s, r in (("0", "1"), ("0", "2"), ("0", "10"), ("1", "1"))]
+                  + [RecordingSpec("02", 4, n_windows=5, run=r) for r in ("1", "2")]
+                  + [RecordingSpec("03", 4, n_windows=4, run="1")])
+    return make_dataset(tmp_path_factory.mktemp("runs"), recordings)
+
+
+def test_loro_fold_contents(runs_index: Path) -> None:
+    """Each (session, run) tests once; validation: one whole other run (>= 3 others, seeded), else a
+    seeded 20% of the other run's windows. Reference folds for seed 0."""
+    data = load_eval_data(runs_index)
+    assert data.run.tolist() == ["1"] * 4 + ["2"] * 4 + ["10"] * 4 + ["1"] * 4 + ["1"] * 5 + ["2"] * 5 + ["1"] * 4
+    folds = make_folds(data, "loro", seeds=(0,))
+    got = [(f.fold_id, f.train.tolist(), f.val.tolist(), f.test.tolist()) for f in folds]
+    assert got == [
+        ("loro/subject=01/seed=0/session=0/run=1", [4, 5, 6, 7, 8, 9, 10, 11], [12, 13, 14, 15], [0, 1, 2, 3]),
+        ("loro/subject=01/seed=0/session=0/run=2", [0, 1, 2, 3, 12, 13, 14, 15], [8, 9, 10, 11], [4, 5, 6, 7]),
+        ("loro/subject=01/seed=0/session=0/run=10", [4, 5, 6, 7, 12, 13, 14, 15], [0, 1, 2, 3], [8, 9, 10, 11]),
+        ("loro/subject=01/seed=0/session=1/run=1", [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7], [12, 13, 14, 15]),
+        ("loro/subject=02/seed=0/session=0/run=1", [21, 22, 24, 25], [23], [16, 17, 18, 19, 20]),
+        ("loro/subject=02/seed=0/session=0/run=2", [16, 17, 18, 19], [20], [21, 22, 23, 24, 25]),
+    ]
+    assert [(f.test_session, f.test_run) for f in folds[:4]] == [("0", "1"), ("0", "2"), ("0", "10"), ("1", "1")]
+    other = make_folds(data, "loro", seeds=(1,))
+    assert [f.val.tolist() for f in other] != [f.val.tolist() for f in folds]  # seeded
+    two = make_folds(data, "loro", seeds=(0,), n_val_runs=2)  # asked for: whole runs even with few others
+    assert len(two[0].train) == 4 and sorted([*two[0].train, *two[0].val]) == list(range(4, 16))
+    assert len(two[-1].val) == 1  # subject 02: two runs would leave none to train on, so 20% of the other
+
+
+def test_check_fold_rejects_a_test_run_in_fitting(runs_index: Path) -> None:
+    data = load_eval_data(runs_index)
+    fold = make_folds(data, "loro", seeds=(0,))[0]  # tests subject 01, session 0, run 1: windows 0-3
+    with pytest.raises(LeakageError, match="test run is in the training"):
+        check_fold(replace(fold, train=np.concatenate([fold.train, [3]]), test=np.array([0, 1, 2])), data)
+    with pytest.raises(LeakageError, match="test run is in the training"):
+        check_fold(replace(fold, val=np.concatenate([fold.val, [3]]), test=np.array([0, 1, 2])), data)
+    with pytest.raises(LeakageError, match="test windows of runs"):  # run "1" of session 1 is another run
+        check_fold(replace(fold, train=np.array([4, 5]), val=np.array([], int), test=np.array([0, 12])), data)
+
+
+def test_no_test_run_window_reaches_fitting(runs_index: Path, tmp_path: Path) -> None:
+    RecordingModel.seen = []
+    data = load_eval_data(runs_index)
+    summary = run_benchmark(RecordingModel, runs_index, "loro", seeds=(0, 1), out=tmp_path, progress=False)
+    assert summary.n_done == len(RecordingModel.seen) == 2 * 6
+    for row, (fit_subjects, fit_keys, n_predicted) in zip(summary.rows, RecordingModel.seen):
+        in_test_run = ((data.subject == row["subject"]) & (data.session == row["test_session"])
+                       & (data.run == row["test_run"]))
+        assert fit_subjects == {row["subject"]} and not fit_keys & set(data.key[in_test_run])
+        assert len(fit_keys) == row["n_train"] + row["n_val"] and n_predicted == row["n_test"] == in_test_run.sum()
+
+
+def test_class_selection_relabels_and_names_the_dataset(runs_index: Path, tmp_path: Path) -> None:
+    full = load_eval_data(runs_index)
+    swapped = load_eval_data(runs_index, classes=CLASSES[::-1])
+    assert swapped.classes == tuple(CLASSES[::-1]) and swapped.dataset == "synthetic_mi[right_hand+left_hand]"
+    assert (swapped.y == 1 - full.y).all() and (swapped.key == full.key).all()
+    for bad in (["left_hand"], ["left_hand", "feet"], ["left_hand", "left_hand"]):
+        with pytest.raises(EvalDataError, match="must be >= 2 distinct classes"):
+            load_eval_data(runs_index, classes=bad)
+    summary = run_benchmark(RecordingModel, runs_index, "loro", seeds=(0,), out=tmp_path, progress=False,
+                            classes=tuple(CLASSES))
+    assert {r["dataset"] for r in summary.rows} == {"synthetic_mi[left_hand+right_hand]"}
+    assert all(r["oracle"] is None for r in summary.rows)
+
+
+def test_cli_bench_runs_loro_on_a_class_selection(mi_index: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """4 subjects x 2 sessions of one run each: 2 folds a subject, each trained on the other session's run."""
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["bench", "--model", "csp_lda", "--dataset", str(mi_index), "--protocol", "loro", "--seeds", "[0]",
+                  "--classes", "[right_hand, left_hand]", "--out", str(tmp_path), "--progress", "false"])
+    assert exit_.value.code == 0
+    rows = read_rows(tmp_path)
+    assert len(rows) == 8 and {r["dataset"] for r in rows} == {"eval_mi[right_hand+left_hand]"}
+    assert {r["protocol"] for r in rows} == {"loro"} and all(r["test_run"] is not None for r in rows)
+    assert "8 fold(s) run" in capsys.readouterr().out
 
 
 def test_check_fold_rejects_leaks() -> None:

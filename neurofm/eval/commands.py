@@ -21,6 +21,7 @@ def bench(
     part: str | None = None,
     weights: str | None = None,
     options: dict | None = None,
+    classes: list[str] | None = None,
     progress: bool = True,
 ) -> int:
     """Run a model on a prepared dataset under a protocol; append one JSON line per fold × seed (resumable).
@@ -28,7 +29,8 @@ def bench(
     Args:
         model: a registered model (csp_lda, ts_lr, ...).
         dataset: a prepared dataset: its index.json or folder (neurofm prepare NAME --out runs/shards/NAME).
-        protocol: loso (leave one subject out), fewshot (k per class within a subject), cross_session.
+        protocol: loso (leave one subject out), fewshot (k per class within a subject), cross_session,
+            loro (leave one run out within a subject; validation from the other runs).
         adapt: scratch (trained from scratch), linear (frozen backbone, linear probe), finetune.
         seeds: one result row per fold and seed.
         ks: labelled windows per class for fewshot.
@@ -36,6 +38,8 @@ def bench(
         part: i/n to run only the i-th of n deterministic slices of the folds (cluster arrays).
         weights: for --model neurofm: a save_pretrained folder (neurofm export / pretrain output) or hub id.
         options: model options as JSON, e.g. '{"preset": "tiny", "settings": {"max_epochs": 20}}'.
+        classes: evaluate only the windows of these classes (e.g. '[both_fists, feet]'); the selection
+            becomes part of the dataset name in the results.
         progress: show a progress bar.
     """
     from .harness import run_benchmark, summarize
@@ -47,7 +51,8 @@ def bench(
     protocol_options = {"ks": tuple(ks)} if protocol == "fewshot" else {}
     model_options = {**(options or {}), **({"weights": weights} if weights else {})}
     summary = run_benchmark(model, index, protocol, adapt, tuple(seeds), out, part, progress,
-                            model_options=model_options, **protocol_options)
+                            model_options=model_options, classes=tuple(classes) if classes else None,
+                            **protocol_options)
     print(f"{summary.n_done} fold(s) run, {summary.n_skipped} already done → {summary.results}")
     if summary.rows:
         s = summarize(summary.rows)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class EvalData:
     y: np.ndarray  # (N,) int64 label ids
     subject: np.ndarray  # (N,) str
     session: np.ndarray  # (N,) str
+    run: np.ndarray  # (N,) str, the recording's run within its session (index.json / window metadata "run")
     key: np.ndarray  # (N,) str, the shard keys
     classes: tuple[str, ...]
     ch_names: tuple[str, ...]
@@ -41,7 +43,7 @@ class EvalData:
 
     @property
     def subjects(self) -> list[str]:
-        return sorted(set(self.subject.tolist()), key=_natural)
+        return sorted(set(self.subject.tolist()), key=natural_key)
 
     @property
     def n_classes(self) -> int:
@@ -50,7 +52,7 @@ class EvalData:
     def take(self, idx: np.ndarray) -> EvalData:
         """The windows ``idx`` (a copy of the arrays)."""
         return EvalData(dataset=self.dataset, x=self.x[idx], y=self.y[idx], subject=self.subject[idx],
-                        session=self.session[idx], key=self.key[idx], classes=self.classes,
+                        session=self.session[idx], run=self.run[idx], key=self.key[idx], classes=self.classes,
                         ch_names=self.ch_names, pos=self.pos, sfreq=self.sfreq, data_hash=self.data_hash,
                         index_path=self.index_path)
 
@@ -58,7 +60,8 @@ class EvalData:
         return len(self.y)
 
 
-def _natural(s: str) -> tuple:
+def natural_key(s: str) -> tuple:
+    """Sort key for subject, session and run ids: numbers by value ("2" before "10"), then names."""
     return (0, int(s), "") if s.isdigit() else (1, 0, s)
 
 
@@ -67,17 +70,24 @@ def index_hash(index: ShardIndex) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def load_eval_data(index_path: str | Path) -> EvalData:
-    """Every labelled window of a prepared dataset (unlabelled ones are skipped); one montage required."""
+def load_eval_data(index_path: str | Path, classes: Sequence[str] | None = None) -> EvalData:
+    """Every labelled window of a prepared dataset (unlabelled ones are skipped); one montage required.
+
+    ``classes``: keep only the windows of these classes, relabelled 0..len(classes)-1 in this order
+    (as MOABB paradigms pick events: left vs right hand out of a four-class set). The selection is
+    part of the dataset's name (``physionet_s001_imagery[both_fists+feet]``), so its results never
+    mix with those of the full class set.
+    """
     index = load_index(index_path)
-    classes = tuple(index.raw.get("classes") or ())
-    if not classes:
+    all_classes = tuple(index.raw.get("classes") or ())
+    if not all_classes:
         raise EvalDataError(f"{index.path}: the dataset has no classes (a pretraining set?); "
                             "the harness needs labelled windows")
-    xs, ys, subjects, sessions, keys = [], [], [], [], []
+    keep = _class_map(all_classes, classes, index.path)  # label id in the index -> label id here
+    xs, ys, subjects, sessions, runs, keys = [], [], [], [], [], []
     ch_names, pos = None, None
     for s in iter_samples(index):
-        if s.label < 0:
+        if s.label not in keep:  # unlabelled (-1) or a class not selected
             continue
         if ch_names is None:
             ch_names, pos = tuple(s.ch_names), s.pos
@@ -86,12 +96,25 @@ def load_eval_data(index_path: str | Path) -> EvalData:
                                 f"window's {list(ch_names[:4])}...; evaluate one montage at a time (select its "
                                 "subjects) or re-prepare with a fixed channel list")
         xs.append(s.x)
-        ys.append(s.label)
+        ys.append(keep[s.label])
         subjects.append(s.subject)
         sessions.append(str(s.meta.get("session", "0")))
+        runs.append(str(s.meta.get("run", "0")))  # prepare writes "run" into every window's .json
         keys.append(s.key)
     if not xs:
-        raise EvalDataError(f"{index.path}: no labelled windows")
-    return EvalData(dataset=index.dataset, x=np.stack(xs), y=np.asarray(ys, np.int64), subject=np.asarray(subjects),
-                    session=np.asarray(sessions), key=np.asarray(keys), classes=classes, ch_names=ch_names,
-                    pos=pos, sfreq=index.sfreq, data_hash=index_hash(index), index_path=str(index.path))
+        raise EvalDataError(f"{index.path}: no labelled windows" + (f" of classes {list(classes)}" if classes else ""))
+    dataset = index.dataset if classes is None else f"{index.dataset}[{'+'.join(classes)}]"
+    return EvalData(dataset=dataset, x=np.stack(xs), y=np.asarray(ys, np.int64), subject=np.asarray(subjects),
+                    session=np.asarray(sessions), run=np.asarray(runs), key=np.asarray(keys),
+                    classes=tuple(classes or all_classes), ch_names=ch_names, pos=pos, sfreq=index.sfreq,
+                    data_hash=index_hash(index), index_path=str(index.path))
+
+
+def _class_map(all_classes: tuple[str, ...], classes: Sequence[str] | None, where: Path) -> dict[int, int]:
+    if classes is None:
+        return {i: i for i in range(len(all_classes))}
+    unknown = [c for c in classes if c not in all_classes]
+    if unknown or len(set(classes)) != len(classes) or len(classes) < 2:
+        raise EvalDataError(f"{where}: classes {list(classes)} must be >= 2 distinct classes of the dataset's "
+                            f"{list(all_classes)}" + (f" (unknown: {unknown})" if unknown else ""))
+    return {all_classes.index(c): i for i, c in enumerate(classes)}

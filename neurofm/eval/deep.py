@@ -8,6 +8,8 @@ registry. Everything learned from data comes from the fold's training side:
   validation loss* restored before testing (validation = training subjects only, see splits.py);
   without a validation set (few-shot) a fixed number of epochs; optional layer-wise learning-rate
   decay and two-stage (head first, then everything) fine-tuning;
+- ``finetune`` with ``settings.lora_rank > 0``: LoRA adapters on the attention/MLP Linear layers,
+  the rest frozen but the head (``lora.py``, via ``peft``);
 - ``linear``: the backbone is frozen, features are extracted once per window (cached by weights and
   window content across folds) and a linear probe is fitted: logistic regression, or a closed-form
   ridge probe, with its penalty chosen on the validation split (leave-one-out when there is none).
@@ -47,6 +49,9 @@ class TrainSettings:
     two_stage_epochs: int = 0  # > 0: train only the head for this many epochs first
     normalize: str = "zscore"  # "zscore" (per channel, train windows) or "none"
     probe: str = "logreg"  # linear probing: "logreg" or "ridge"
+    lora_rank: int = 0  # > 0 (adapt=finetune): LoRA adapters of this rank + a trainable head (lora.py)
+    lora_alpha: float | None = None  # LoRA scale alpha / rank; None: alpha = 2 × rank
+    lora_dropout: float = 0.0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,16 +199,15 @@ def train_net(net: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[n
     from lightning.pytorch.callbacks import EarlyStopping
 
     L.seed_everything(seed, workers=True, verbose=False)
+    net.train()  # `from_pretrained` hands back a model in eval mode, and Lightning keeps the mode it finds
     epochs = settings.max_epochs if val is not None else settings.fewshot_epochs
     log: dict[str, Any] = {}
     if settings.two_stage_epochs:
-        head = _head(net)
-        for p in net.parameters():
-            p.requires_grad_(False)
-        for p in head.parameters():
-            p.requires_grad_(True)
+        trainable = [p for p in net.parameters() if p.requires_grad]  # all, or LoRA adapters + head
+        net.requires_grad_(False)
+        _head(net).requires_grad_(True)
         _fit(net, train, val, settings, seed, settings.two_stage_epochs, [])
-        for p in net.parameters():
+        for p in trainable:
             p.requires_grad_(True)
     keep = KeepBest() if val is not None else None
     callbacks = [] if val is None else [keep, EarlyStopping("val_loss", patience=settings.patience)]
@@ -319,6 +323,9 @@ class DeepModel:
             raise ValueError(f"network {self.net_name!r} is not one of {sorted(NETS)}")
         if self.adapt not in ("scratch", "finetune", "linear"):
             raise ValueError(f"adapt={self.adapt!r} must be scratch, finetune or linear")
+        if self.settings.lora_rank and self.adapt != "finetune":
+            raise ValueError(f"lora_rank={self.settings.lora_rank} adapts a pretrained network: adapt must be "
+                             f"'finetune', not {self.adapt!r}")
         if self.adapt != "scratch" and self.net_name != "neurofm":
             # braindecode foundation models cannot load weights here (no download): only from scratch.
             raise ValueError(f"{self.net_name}: only adapt=scratch (no pretrained weights available offline); "
@@ -327,19 +334,20 @@ class DeepModel:
         if weights and self.net_name != "neurofm":
             raise ValueError(f"{self.net_name}: weights= is only for neurofm backbones")
         self.model_id = f"neurofm:{weights}" if weights else self.net_name
+        if self.settings.lora_rank:  # the leaderboard ranks LoRA apart from full fine-tuning
+            self.model_id += f"+lora{self.settings.lora_rank}"
         # the pretrained start point's identity goes into the config, so changed weights are a new experiment
         self.weights_file_sha256 = _weights_file_sha256(weights) if weights else None
         self._weights_sha: str | None = None
 
     def fit(self, train: EvalData, val: EvalData | None, seed: int) -> None:
         torch.manual_seed(seed)
-        factory, default_norm = NETS[self.net_name]
         self.n_classes = train.n_classes
-        norm = self.settings.normalize if self.net_name != "neurofm" else default_norm
+        zscore = self.normalization == "zscore"
         x = train.x.astype(np.float32)
-        self.mean = x.mean(axis=(0, 2), keepdims=True)[0] if norm == "zscore" else 0.0  # (C, 1) from training windows
-        self.std = x.std(axis=(0, 2), keepdims=True)[0] + 1e-6 if norm == "zscore" else 1.0
-        self.net = factory(train, self.n_classes, self.net_options)  # weights= only reaches neurofm (__post_init__)
+        self.mean = x.mean(axis=(0, 2), keepdims=True)[0] if zscore else 0.0  # (C, 1) from training windows
+        self.std = x.std(axis=(0, 2), keepdims=True)[0] + 1e-6 if zscore else 1.0
+        self.net = NETS[self.net_name][0](train, self.n_classes, self.net_options)  # weights=: neurofm only
         if self.adapt == "linear":
             self.net.reset_head(None)
             self._weights_sha = weights_sha256(self.net)
@@ -349,8 +357,20 @@ class DeepModel:
             return
         if self.net_options.get("weights"):
             self._weights_sha = weights_sha256(self.net)  # the pretrained start point
+        if self.settings.lora_rank:
+            self.net = _with_lora(self.net, self.net_name, self.settings)
         self.log = train_net(self.net, (self._norm(x), train.y), None if val is None else (self._norm(val.x), val.y),
                              self.settings, seed)
+
+    @property
+    def normalization(self) -> str:
+        """zscore or none; our backbones always take µV (their registered default)."""
+        return self.settings.normalize if self.net_name != "neurofm" else NETS[self.net_name][1]
+
+    @property
+    def alignment_keep_scale(self) -> bool:
+        """Read by align.py: nets fed µV (no z-score) keep the training data's power after alignment."""
+        return self.normalization == "none"
 
     def _norm(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.std).astype(np.float32)
@@ -368,6 +388,12 @@ class DeepModel:
         return {"model": self.model_id, "weights_sha256": self._weights_sha,
                 "config": {"net": self.net_name, "adapt": self.adapt, "options": self.net_options,
                            "weights_file_sha256": self.weights_file_sha256, "train": asdict(self.settings)}}
+
+
+def _with_lora(net: nn.Module, net_name: str, settings: TrainSettings) -> nn.Module:
+    from .lora import apply_lora
+
+    return apply_lora(net, net_name, settings.lora_rank, settings.lora_alpha, settings.lora_dropout)
 
 
 def _weights_file_sha256(weights: str) -> str | None:

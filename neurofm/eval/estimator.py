@@ -42,10 +42,10 @@ class NeurofmClassifier(ClassifierMixin, BaseEstimator):
     def _data(self, x: np.ndarray, y: np.ndarray) -> EvalData:
         n = len(x)
         names = tuple(self.ch_names or [f"ch{i}" for i in range(x.shape[1])])
-        return EvalData(dataset="sklearn", x=np.asarray(x, np.float32), y=y, subject=np.array(["0"] * n),
-                        session=np.array(["0"] * n), key=np.array([str(i) for i in range(n)]),
-                        classes=tuple(str(c) for c in self.classes_), ch_names=names,
-                        pos=_positions(names), sfreq=float(self.sfreq), data_hash="", index_path="")
+        one = np.array(["0"] * n)  # one subject, session and run
+        return EvalData(dataset="sklearn", x=np.asarray(x, np.float32), y=y, subject=one, session=one, run=one,
+                        key=np.array([str(i) for i in range(n)]), classes=tuple(str(c) for c in self.classes_),
+                        ch_names=names, pos=_positions(names), sfreq=float(self.sfreq), data_hash="", index_path="")
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> NeurofmClassifier:
         self.classes_, y_ids = np.unique(np.asarray(y), return_inverse=True)

@@ -57,16 +57,15 @@ def run_fold(model: EvalModel, data: EvalData, fold: Fold) -> tuple[dict[str, fl
 
 
 def _row(model: EvalModel, data: EvalData, fold: Fold, adapt: str, metrics: dict[str, float],
-         seconds: float) -> ResultRow:
+         seconds: float, oracle: dict[str, float] | None) -> ResultRow:
     desc = model.describe()
-    oracle = oracle_by_subject(data.index_path) if data.index_path else None
     return ResultRow(model=model.model_id, model_config_sha256=config_sha256(desc["config"]),
                      weights_sha256=desc.get("weights_sha256"), dataset=data.dataset, data_hash=data.data_hash,
                      index_path=data.index_path, protocol=fold.protocol, adapt=adapt, seed=fold.seed,
                      subject=fold.test_subject, fold_id=fold.fold_id, k=fold.k, test_session=fold.test_session,
                      n_train=int(fold.train.size), n_val=int(fold.val.size), n_test=int(fold.test.size),
                      metrics=metrics, wall_s=round(seconds, 3), config=desc["config"],
-                     oracle=None if oracle is None else oracle.get(fold.test_subject))
+                     oracle=None if oracle is None else oracle.get(fold.test_subject), test_run=fold.test_run)
 
 
 def run_benchmark(
@@ -79,14 +78,20 @@ def run_benchmark(
     part: str | None = None,
     progress: bool = True,
     model_options: dict[str, Any] | None = None,
+    classes: tuple[str, ...] | None = None,
     **protocol_options: Any,
 ) -> BenchSummary:
-    """Run (or resume) one model on one prepared dataset under one protocol; rows go to ``out``."""
+    """Run (or resume) one model on one prepared dataset under one protocol; rows go to ``out``.
+
+    ``classes``: evaluate only the windows of these classes (``load_eval_data``).
+    """
     if adapt not in ADAPTS:
         raise ValueError(f"adapt={adapt!r} must be one of {ADAPTS}")
     make = model if callable(model) else (lambda: build_model(model, adapt=adapt, **(model_options or {})))
     t0 = time.perf_counter()
-    data = load_eval_data(index)
+    data = load_eval_data(index, classes)
+    # the generator's oracle scores its full class set: none for a selection of classes
+    oracle = oracle_by_subject(data.index_path) if classes is None else None
     folds = make_folds(data, protocol, tuple(seeds), **protocol_options)
     i, n = parse_part(part)
     mine = folds[i::n]
@@ -95,14 +100,14 @@ def run_benchmark(
     done = {row_key(r): r for r in (read_rows(path) if path.exists() else [])}
     rows, n_done, n_skipped = [], 0, 0
     for fold in _progress(mine, progress, f"{probe.model_id} · {data.dataset} · {protocol}"):
-        key = _row(probe, data, fold, adapt, {}, 0.0).key()
+        key = _row(probe, data, fold, adapt, {}, 0.0, oracle).key()
         if key in done:
             rows.append(done[key])
             n_skipped += 1
             continue
         fitted = make()
         metrics, seconds = run_fold(fitted, data, fold)
-        row = _row(fitted, data, fold, adapt, metrics, seconds)
+        row = _row(fitted, data, fold, adapt, metrics, seconds, oracle)
         append_row(path, row)
         rows.append(row.__dict__)
         n_done += 1

@@ -28,6 +28,9 @@ class EvalModel(Protocol):
 
     def describe(self) -> dict[str, Any]: ...  # config and weights identity for the result row
 
+    # Optional, read by ``align.aligned``: ``alignment_band`` (Hz, or None: broadband), the band in which
+    # alignment covariances are estimated; ``alignment_keep_scale``, True for nets that take µV.
+
 
 MODELS: dict[str, Callable[..., EvalModel]] = {}
 
@@ -41,13 +44,16 @@ def register_model(name: str) -> Callable:
     return deco
 
 
-def build_model(name: str, **options: Any) -> EvalModel:
-    """A registered model by name (``csp_lda``, ``ts_lr``, ...)."""
+def build_model(name: str, align: str = "none", **options: Any) -> EvalModel:
+    """A registered model by name (``csp_lda``, ``ts_lr``, ...); ``align="euclidean"`` puts it behind
+    Euclidean alignment fitted on the fold's training windows only (``align.py``)."""
+    from .align import aligned
+
     if name not in MODELS:
         from . import deep  # noqa: F401 - registers the deep models (imports torch)
     if name not in MODELS:
         raise ValueError(f"model {name!r} is not one of {sorted(MODELS)}")
-    return MODELS[name](**options)
+    return aligned(MODELS[name](**options), align)
 
 
 def _scratch_only(name: str, adapt: str) -> None:
@@ -94,6 +100,7 @@ class SklearnModel:
     make: Callable[[float], Any] = field(repr=False)
     config: dict[str, Any] = field(default_factory=dict)
     pipeline: Any = field(default=None, repr=False)
+    alignment_band: tuple[float, float] | None = None  # EA covariances in the pipeline's own band
 
     def fit(self, train: EvalData, val: EvalData | None, seed: int) -> None:
         import mne
@@ -130,7 +137,7 @@ def csp_lda(adapt: str = "scratch", band: tuple[float, float] = (8.0, 30.0), n_c
         csp = CSP(n_components=n_components, reg="ledoit_wolf", log=True, rank="full")
         return make_pipeline(BandPass(sfreq, band), csp, LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"))
 
-    return SklearnModel("csp_lda", make, {"band": list(band), "n_components": n_components})
+    return SklearnModel("csp_lda", make, {"band": list(band), "n_components": n_components}, alignment_band=band)
 
 
 @register_model("ts_lr")
@@ -147,4 +154,4 @@ def ts_lr(adapt: str = "scratch", band: tuple[float, float] = (8.0, 30.0), c: fl
         return make_pipeline(BandPass(sfreq, band), Covariances("oas"), TangentSpace(metric="riemann"),
                              LogisticRegression(C=c, max_iter=1000, random_state=seed))
 
-    return SklearnModel("ts_lr", make, {"band": list(band), "C": c})
+    return SklearnModel("ts_lr", make, {"band": list(band), "C": c}, alignment_band=band)

@@ -11,6 +11,9 @@ A :class:`Fold` holds three disjoint index sets. The harness hands a model only 
   there is nothing left to select on, so models use fixed settings (or an inner split of the shots).
 - ``cross_session``: within one subject, the first session trains (``val``: a seeded 20% of it),
   every later session is tested.
+- ``loro`` (leave one run out): within one subject, each run (a session's run) is the test set once;
+  ``val`` is drawn from the *other runs* (whole runs, chosen with the seed; a seeded 20% of their
+  windows when there are fewer than three other runs), never from the test run.
 
 :func:`check_fold` verifies these invariants on every fold before it is used.
 """
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import EvalData
+from .data import EvalData, natural_key
 
 PROTOCOLS: dict[str, Callable[..., Iterator[Fold]]] = {}
 
@@ -41,6 +44,7 @@ class Fold:
     test: np.ndarray = field(repr=False)
     k: int | None = None  # shots per class (fewshot)
     test_session: str | None = None
+    test_run: str | None = None  # loro: the run tested (within test_session)
 
     @property
     def fold_id(self) -> str:
@@ -49,6 +53,8 @@ class Fold:
             parts.append(f"k={self.k}")
         if self.test_session is not None:
             parts.append(f"session={self.test_session}")
+        if self.test_run is not None:
+            parts.append(f"run={self.test_run}")
         return "/".join(parts)
 
 
@@ -120,6 +126,43 @@ def cross_session_folds(data: EvalData, seed: int, val_fraction: float = 0.2, **
                        test=own[data.session[own] == session], test_session=session)
 
 
+# Other runs needed before whole runs validate (PhysioNet MI: 3 runs per task; whole-run validation
+# would leave one run of 15 windows to train on).
+_MIN_RUNS_FOR_WHOLE_RUN_VAL = 3
+
+
+@register_protocol("loro")
+def leave_one_run_out_folds(data: EvalData, seed: int, n_val_runs: int | None = None, val_fraction: float = 0.2,
+                            **_: object) -> Iterator[Fold]:
+    """Per subject with >= 2 runs: each (session, run) tests once; validation from the other runs only.
+
+    Validation: ``n_val_runs`` whole other runs (default ~20% of them, at least 1), seeded; a seeded
+    ``val_fraction`` of the other runs' windows instead when there are fewer than 3 other runs (and no
+    ``n_val_runs``), or when ``n_val_runs`` would leave no run to train on.
+    """
+    for subject in data.subjects:
+        own = np.flatnonzero(data.subject == subject)
+        pairs = list(zip(data.session[own].tolist(), data.run[own].tolist()))  # (session, run) per window
+        runs = sorted(set(pairs), key=lambda r: (natural_key(r[0]), natural_key(r[1])))
+        if len(runs) < 2:
+            continue
+        number = {r: i for i, r in enumerate(runs)}
+        run_id = np.array([number[p] for p in pairs])  # (n_own,) position of each window's run in `runs`
+        for i, (session, run) in enumerate(runs):
+            is_test = run_id == i
+            others = [j for j in range(len(runs)) if j != i]
+            rng = _rng(seed, "loro", subject, session, run)
+            n_val = n_val_runs or max(1, round(0.2 * len(others)))
+            if n_val < len(others) and (n_val_runs or len(others) >= _MIN_RUNS_FOR_WHOLE_RUN_VAL):
+                is_val = np.isin(run_id, rng.choice(others, size=n_val, replace=False))
+            else:  # few runs: whole ones would leave too little to train on, so part of their windows validate
+                rest = np.flatnonzero(~is_test)
+                is_val = np.zeros(len(own), bool)
+                is_val[rng.choice(rest, size=max(1, int(round(val_fraction * len(rest)))), replace=False)] = True
+            yield Fold("loro", subject, seed, train=own[~is_test & ~is_val], val=own[is_val], test=own[is_test],
+                       test_session=session, test_run=run)
+
+
 def make_folds(data: EvalData, protocol: str, seeds: tuple[int, ...], **options: object) -> list[Fold]:
     """Every fold of ``protocol`` for every seed, each checked by :func:`check_fold`."""
     if protocol not in PROTOCOLS:
@@ -143,11 +186,17 @@ def check_fold(fold: Fold, data: EvalData) -> None:
     test_subjects = set(data.subject[fold.test].tolist())
     if test_subjects != {fold.test_subject}:
         raise LeakageError(f"{fold.fold_id}: test windows of subjects {sorted(test_subjects)}")
-    fit_subjects = set(data.subject[np.concatenate([fold.train, fold.val]).astype(np.int64)].tolist())
+    fit = np.concatenate([fold.train, fold.val]).astype(np.int64)  # everything a model is fitted or selected on
+    fit_subjects = set(data.subject[fit].tolist())
     if fold.protocol == "loso" and fold.test_subject in fit_subjects:
         raise LeakageError(f"{fold.fold_id}: the test subject is in the training or validation data")
     if fold.protocol != "loso" and fit_subjects != {fold.test_subject}:
         raise LeakageError(f"{fold.fold_id}: within-subject training data from {sorted(fit_subjects)}")
-    if fold.protocol == "cross_session" and set(data.session[fold.test].tolist()) & set(
-            data.session[np.concatenate([fold.train, fold.val])].tolist()):
+    if fold.protocol == "cross_session" and set(data.session[fold.test].tolist()) & set(data.session[fit].tolist()):
         raise LeakageError(f"{fold.fold_id}: a test session is also trained on")
+    if fold.protocol == "loro":
+        test_runs = set(zip(data.session[fold.test].tolist(), data.run[fold.test].tolist()))
+        if test_runs != {(fold.test_session, fold.test_run)}:
+            raise LeakageError(f"{fold.fold_id}: test windows of runs {sorted(test_runs)}")
+        if (fold.test_session, fold.test_run) in set(zip(data.session[fit].tolist(), data.run[fit].tolist())):
+            raise LeakageError(f"{fold.fold_id}: the test run is in the training or validation data")
