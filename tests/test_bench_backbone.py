@@ -5,25 +5,18 @@ No timing is asserted (timings are reported by the script, never tested).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from scriptkit import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_backbone.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_backbone", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_backbone"] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_backbone")
 
 
 @pytest.mark.parametrize("preset, patch_size", [("tiny", 32), ("small", 128), ("base", 200), ("large", 200)])

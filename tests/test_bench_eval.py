@@ -5,9 +5,7 @@ No timing is asserted (timings are reported by the script, never tested).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,18 +13,14 @@ import yaml
 
 from neurofm.eval import deep
 from neurofm.pipelines.prepare import prepare
+from scriptkit import load_script
 from shardkit import TINY_MI_MANIFEST
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_eval.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_eval", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_eval"] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_eval")
 
 
 def test_main_times_both_conditions_and_counts_encoded_windows(bench, tmp_path: Path) -> None:
