@@ -173,3 +173,18 @@ def test_bad_input_gets_a_clear_error() -> None:
         NeuroTransformer(TINY, sfreq=250)
     with pytest.raises(BackboneInputError, match="built for n_chans=4"):
         NeuroTransformer(TINY, n_chans=4)(x, pos=pos)
+
+
+@pytest.mark.parametrize("attention", ["full", "criss_cross"])
+def test_causal_features_see_no_later_patch(attention: str) -> None:
+    torch.manual_seed(0)
+    model = NeuroTransformer(BackboneConfig.from_name("tiny", attention=attention)).eval()
+    ps = model.config.patch_size
+    x, pos = torch.randn(2, 5, 4 * ps) * 10, torch.randn(2, 5, 3) * 0.05
+    changed = x.clone()
+    changed[..., 2 * ps:] = torch.randn(2, 5, 2 * ps) * 10  # patches 2 and 3 only
+    causal, causal_changed = model.forward_features(x, pos, causal=True), model.forward_features(changed, pos, causal=True)
+    torch.testing.assert_close(causal[:, :, :2], causal_changed[:, :, :2])  # patches 0-1 unchanged
+    assert not torch.allclose(causal[:, :, 2:], causal_changed[:, :, 2:])
+    full = model.forward_features(changed, pos)
+    assert not torch.allclose(full[:, :, :2], causal_changed[:, :, :2])  # without causal the past sees the future

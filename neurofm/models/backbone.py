@@ -164,6 +164,7 @@ class NeuroTransformer(nn.Module, StrictHubMixin, library_name="neurofm"):
         chan_mask: Tensor | None = None,
         pos_known: Tensor | None = None,
         token_mask: Tensor | None = None,
+        causal: bool = False,
     ) -> Tensor:
         """Token features ``(B, C, P, D)`` after the final norm.
 
@@ -173,12 +174,13 @@ class NeuroTransformer(nn.Module, StrictHubMixin, library_name="neurofm"):
             chan_mask: (B, C) True for a real channel (padding and bad channels False); default all.
             pos_known: (B, C) True where ``pos`` is known; default: where ``pos`` is finite.
             token_mask: (B, C, P) True for tokens replaced by the mask embedding (masked pretraining).
+            causal: a token sees only tokens of its own and earlier patches (next-token pretraining).
         """
         x = self._check_input(x)
-        return self._encode(x, *self._montage(pos, pos_known, chan_mask, *x.shape[:2], x.device), token_mask)
+        return self._encode(x, *self._montage(pos, pos_known, chan_mask, *x.shape[:2], x.device), token_mask, causal)
 
     def _encode(self, x: Tensor, pos: Tensor, pos_known: Tensor, chan_mask: Tensor,
-                token_mask: Tensor | None = None) -> Tensor:
+                token_mask: Tensor | None = None, causal: bool = False) -> Tensor:
         """``forward_features`` on a checked input and a resolved montage (``_montage``)."""
         tokens = self.embed(x)  # (B, C, P, D)
         b, c, p, _ = tokens.shape
@@ -191,9 +193,9 @@ class NeuroTransformer(nn.Module, StrictHubMixin, library_name="neurofm"):
         attn_mask = None if bool(chan_mask.all()) else chan_mask
         for block in self.blocks:
             if self.grad_checkpointing and self.training:
-                tokens = checkpoint(block, tokens, attn_mask, use_reentrant=False)
+                tokens = checkpoint(block, tokens, attn_mask, causal, use_reentrant=False)
             else:
-                tokens = block(tokens, attn_mask)
+                tokens = block(tokens, attn_mask, causal)
         return self.norm(tokens)
 
     def forward_head(self, features: Tensor, chan_mask: Tensor | None = None) -> Tensor:

@@ -36,10 +36,20 @@ class GLUMLP(nn.Module):
         return self.dropout(self.w2(self.act(a) * b))
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, dropout: float) -> Tensor:
-    """SDPA over ``(N, H, L, hd)``; ``key_mask`` (N, L) True = a key that may be attended to."""
+def _attend(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, dropout: float,
+            allowed: Tensor | None = None) -> Tensor:
+    """SDPA over ``(N, H, L, hd)``; ``key_mask`` (N, L) True = a key that may be attended to;
+    ``allowed`` (L, L) True where query i may attend to key j (causal attention), None: everywhere."""
     mask = None if key_mask is None else key_mask[:, None, None, :]  # (N, 1, 1, L)
+    if allowed is not None:
+        mask = allowed if mask is None else mask & allowed  # (N, 1, L, L) or (L, L)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+
+
+def time_causal_mask(n_chans: int, n_patches: int, device: torch.device) -> Tensor:
+    """(C·P, C·P) bool over channel-major tokens: (c, p) may attend to (c', p') iff p' <= p."""
+    t = torch.arange(n_patches, device=device).repeat(n_chans)  # (C*P,) the patch of each token
+    return t[None, :] <= t[:, None]
 
 
 class GridAttention(nn.Module):
@@ -48,6 +58,9 @@ class GridAttention(nn.Module):
     ``kind="full"``: every token attends to every real token (C·P keys). ``kind="criss_cross"``
     (CBraMod): half of the heads attend across channels within a patch, the other half across
     patches within a channel; cost O(C·P·(C+P)) instead of O((C·P)²).
+
+    ``causal=True`` (next-token pretraining): a token attends only to tokens of its own or earlier
+    patches, of any channel.
     """
 
     def __init__(self, dim: int, heads: int, kind: str = "full", qk_norm: bool = True, dropout: float = 0.0,
@@ -60,25 +73,27 @@ class GridAttention(nn.Module):
         self.q_norm = RMSNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
         self.k_norm = RMSNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
 
-    def forward(self, x: Tensor, chan_mask: Tensor | None) -> Tensor:  # (B, C, P, D), (B, C) or None -> (B, C, P, D)
+    def forward(self, x: Tensor, chan_mask: Tensor | None, causal: bool = False) -> Tensor:
+        # (B, C, P, D), (B, C) or None -> (B, C, P, D)
         b, c, p, d = x.shape
         q, k, v = self.qkv(x).view(b, c, p, 3, self.heads, self.head_dim).unbind(3)  # each (B, C, P, H, hd)
         q, k = self.q_norm(q), self.k_norm(k)
         drop = self.dropout if self.training else 0.0
         if self.kind == "full":
-            out = self._full(q, k, v, chan_mask, drop)
+            out = self._full(q, k, v, chan_mask, drop, causal)
         else:
-            out = self._criss_cross(q, k, v, chan_mask, drop)
+            out = self._criss_cross(q, k, v, chan_mask, drop, causal)
         return self.proj(out.reshape(b, c, p, d))
 
-    def _full(self, q: Tensor, k: Tensor, v: Tensor, chan_mask: Tensor, drop: float) -> Tensor:
+    def _full(self, q: Tensor, k: Tensor, v: Tensor, chan_mask: Tensor, drop: float, causal: bool) -> Tensor:
         b, c, p, h, hd = q.shape
         seq = [t.reshape(b, c * p, h, hd).transpose(1, 2) for t in (q, k, v)]  # (B, H, C*P, hd)
         key_mask = None if chan_mask is None else chan_mask[:, :, None].expand(b, c, p).reshape(b, c * p)  # (B, C*P)
-        out = _attend(*seq, key_mask, drop)  # (B, H, C*P, hd)
+        allowed = time_causal_mask(c, p, q.device) if causal else None  # (C*P, C*P)
+        out = _attend(*seq, key_mask, drop, allowed)  # (B, H, C*P, hd)
         return out.transpose(1, 2).reshape(b, c, p, h, hd)
 
-    def _criss_cross(self, q: Tensor, k: Tensor, v: Tensor, chan_mask: Tensor, drop: float) -> Tensor:
+    def _criss_cross(self, q: Tensor, k: Tensor, v: Tensor, chan_mask: Tensor, drop: float, causal: bool) -> Tensor:
         b, c, p, h, hd = q.shape
         half = h // 2
         # spatial heads: for each (batch, patch), a sequence over channels; padded channels masked
@@ -87,7 +102,8 @@ class GridAttention(nn.Module):
         s_out = _attend(sq, sk, sv, s_mask, drop).reshape(b, p, half, c, hd).permute(0, 3, 1, 2, 4)  # (B, C, P, h/2, hd)
         # temporal heads: for each (batch, channel), a sequence over patches (all real)
         tq, tk, tv = (t[..., half:, :].permute(0, 1, 3, 2, 4).reshape(b * c, h - half, p, hd) for t in (q, k, v))
-        t_out = _attend(tq, tk, tv, None, drop).reshape(b, c, h - half, p, hd).transpose(2, 3)  # (B, C, P, h/2, hd)
+        allowed = torch.ones(p, p, dtype=torch.bool, device=q.device).tril() if causal else None  # (P, P)
+        t_out = _attend(tq, tk, tv, None, drop, allowed).reshape(b, c, h - half, p, hd).transpose(2, 3)  # (B, C, P, h/2, hd)
         return torch.cat([s_out, t_out], dim=3)  # (B, C, P, H, hd)
 
 
@@ -103,8 +119,8 @@ class Block(nn.Module):
         self.mlp = GLUMLP(dim, mlp_hidden, mlp, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, chan_mask: Tensor | None) -> Tensor:  # (B, C, P, D) -> (B, C, P, D)
-        x = x + self.drop(self.attn(self.norm1(x), chan_mask))
+    def forward(self, x: Tensor, chan_mask: Tensor | None, causal: bool = False) -> Tensor:  # (B, C, P, D) -> same
+        x = x + self.drop(self.attn(self.norm1(x), chan_mask, causal))
         return x + self.mlp(self.norm2(x))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-OBJECTIVE_NAMES = ("mae", "tokens")
+OBJECTIVE_NAMES = ("mae", "tokens", "next")
 TARGETS = ("scaled", "patch_norm")
 
 
@@ -18,17 +18,18 @@ class ObjectiveConfig:
     """A masked pretraining objective over (channel, time-patch) tokens.
 
     Attributes:
-        name: mae (masked patch reconstruction, as CBraMod / REVE) or tokens (masked prediction of a
-            frozen RVQ tokenizer's codes, as LaBraM / NeuroRVQ).
-        mask_ratio: share of each window's real (channel, patch) tokens that are masked.
+        name: mae (masked patch reconstruction, as CBraMod / REVE), tokens (masked prediction of a
+            frozen RVQ tokenizer's codes, as LaBraM / NeuroRVQ) or next (next-patch prediction of those
+            codes with attention causal in time, as MEG-GPT).
+        mask_ratio: share of each window's real (channel, patch) tokens that are masked (not used by next).
         target: mae: the patch in the backbone's input units (µV / 10, "scaled") or normalised to zero
             mean and unit variance per patch ("patch_norm", MAE's norm_pix_loss).
         spectral_weight: mae: weight of an L1 between log |rfft| of prediction and target (0: MSE only).
-        tokenizer: tokens: a tokenizer folder written by save_pretrained (or a hub id).
-        n_q: tokens: the first n_q levels of each frame are predicted (default: all of the tokenizer's).
+        tokenizer: tokens, next: a tokenizer folder written by save_pretrained (or a hub id).
+        n_q: tokens, next: the first n_q levels of each frame are predicted (default: all of the tokenizer's).
     """
 
-    name: Literal["mae", "tokens"] = "mae"
+    name: Literal["mae", "tokens", "next"] = "mae"
     mask_ratio: float = 0.5
     target: Literal["scaled", "patch_norm"] = "scaled"
     spectral_weight: float = 0.0

@@ -9,6 +9,9 @@ score only the masked tokens:
 - ``tokens`` (LaBraM, NeuroRVQ): a frozen RVQ tokenizer codes the window; a linear head predicts,
   for each masked token, every (frame, level) code of its patch; loss = cross-entropy.
 
+And one that masks nothing: ``next`` (MEG-GPT), attention causal in time, each token predicts the
+codes of the next patch of its channel.
+
 Masking is uniform over tokens (CBraMod's random patch masking at 50 %); REVE's block masking would
 be another ``random_token_mask``. Objectives are built by name from ``OBJECTIVES``.
 """
@@ -179,13 +182,21 @@ class MaskedTokenPrediction(MaskedObjective):
         inputs = codes if self.backbone_input == "codes" else batch.x
         # (B, C, P, D)
         feats = backbone.forward_features(inputs, batch.pos, batch.chan_mask, batch.pos_known, token_mask)
-        b, c, p, _ = feats.shape
+        targets = self.patch_codes(codes, feats.shape[2])  # (B, C, P, fpp, n_q)
+        return self.code_loss(feats[token_mask], targets[token_mask])
+
+    def patch_codes(self, codes: Tensor, n_patches: int) -> Tensor:
+        """(B, C, n_q, F) → (B, C, P, frames_per_patch, n_q): each patch's codes."""
+        b, c, n_q, f = codes.shape
+        if f != n_patches * self.frames_per_patch:
+            raise ValueError(f"the tokenizer gave {f} frames for {n_patches} patches; expected "
+                             f"{n_patches * self.frames_per_patch} ({self.frames_per_patch} frames per patch)")
+        return codes.reshape(b, c, n_q, n_patches, self.frames_per_patch).permute(0, 1, 3, 4, 2)
+
+    def code_loss(self, feats: Tensor, targets: Tensor) -> ObjectiveOutput:
+        """Cross-entropy of the head on token features (M, D) against their codes (M, fpp, n_q)."""
         fpp, n_q, k = self.frames_per_patch, self.n_q, self.codebook_size
-        if codes.shape[-1] != p * fpp:
-            raise ValueError(f"the tokenizer gave {codes.shape[-1]} frames for {p} patches; expected "
-                             f"{p * fpp} ({fpp} frames per patch)")
-        targets = codes.reshape(b, c, n_q, p, fpp).permute(0, 1, 3, 4, 2)[token_mask]  # (M, fpp, n_q)
-        logits = self.head(feats[token_mask]).float().reshape(-1, fpp, n_q, k)  # (M, fpp, n_q, K)
+        logits = self.head(feats).float().reshape(-1, fpp, n_q, k)  # (M, fpp, n_q, K)
         ce = F.cross_entropy(logits.reshape(-1, k), targets.reshape(-1))
         hit = (logits.argmax(-1) == targets).float()  # (M, fpp, n_q)
         metrics = {"acc": hit.mean(), **{f"acc_l{q}": hit[..., q].mean() for q in range(n_q)}}
@@ -193,6 +204,26 @@ class MaskedTokenPrediction(MaskedObjective):
 
     def provenance(self) -> dict[str, Any]:
         return {"tokenizer": self.source, "n_q": self.n_q, "codebook_size": self.codebook_size}
+
+
+class NextTokenPrediction(MaskedTokenPrediction):
+    """Next-token prediction over codes (MEG-GPT): attention is causal in time (a token sees its own
+    and earlier patches, of every channel), and each real token predicts every (frame, level) code of
+    the *next* patch of its channel. Nothing is masked; the last patch has no target."""
+
+    name = "next"
+
+    def forward(self, backbone: NeuroTransformer, batch: Batch, generator: torch.Generator) -> ObjectiveOutput:
+        codes = self.encode(batch.x)  # (B, C, n_q, F)
+        inputs = codes if self.backbone_input == "codes" else batch.x
+        # (B, C, P, D)
+        feats = backbone.forward_features(inputs, batch.pos, batch.chan_mask, batch.pos_known, causal=True)
+        b, c, p, _ = feats.shape
+        if p < 2:
+            raise ValueError(f"next-token prediction needs at least 2 patches per window, got {p}: use longer crops")
+        targets = self.patch_codes(codes, p)[:, :, 1:]  # (B, C, P-1, fpp, n_q): the next patch's codes
+        real = batch.chan_mask[:, :, None].expand(b, c, p - 1)  # (B, C, P-1)
+        return self.code_loss(feats[:, :, :-1][real], targets[real])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -232,25 +263,35 @@ def _mae(cfg: ObjectiveConfig, backbone: NeuroTransformer, tokenizer: nn.Module 
 
 @register_objective("tokens")
 def _tokens(cfg: ObjectiveConfig, backbone: NeuroTransformer, tokenizer: nn.Module | None) -> MaskedTokenPrediction:
+    return _code_objective(MaskedTokenPrediction, cfg, backbone, tokenizer)
+
+
+@register_objective("next")
+def _next(cfg: ObjectiveConfig, backbone: NeuroTransformer, tokenizer: nn.Module | None) -> NextTokenPrediction:
+    return _code_objective(NextTokenPrediction, cfg, backbone, tokenizer)
+
+
+def _code_objective(cls: type[MaskedTokenPrediction], cfg: ObjectiveConfig, backbone: NeuroTransformer,
+                    tokenizer: nn.Module | None) -> MaskedTokenPrediction:
     source: dict[str, Any] = {}
     if tokenizer is None:
-        tokenizer, source = _load_tokenizer(cfg.tokenizer)
+        tokenizer, source = _load_tokenizer(cfg.tokenizer, cfg.name)
     bc = backbone.config
     n_q = cfg.n_q or int(tokenizer.n_q)
     check_tokenizer_fits(tokenizer, bc.sfreq, bc.patch_size, bc.frames_per_patch, n_q)
     if bc.input == "codes" and (n_q > bc.n_q or tokenizer.codebook_size != bc.codebook_size):
         raise ValueError(f"a codes-input backbone takes n_q <= {bc.n_q} levels of K={bc.codebook_size} codes; "
                          f"the tokenizer gives n_q={n_q} of K={tokenizer.codebook_size}")
-    return MaskedTokenPrediction(bc.dim, tokenizer, n_q=n_q, codebook_size=int(tokenizer.codebook_size),
-                                 frames_per_patch=bc.frames_per_patch, mask_ratio=cfg.mask_ratio,
-                                 backbone_input=bc.input, source=source)
+    return cls(bc.dim, tokenizer, n_q=n_q, codebook_size=int(tokenizer.codebook_size),
+               frames_per_patch=bc.frames_per_patch, mask_ratio=cfg.mask_ratio, backbone_input=bc.input,
+               source=source)
 
 
-def _load_tokenizer(ref: str | None) -> tuple[nn.Module, dict[str, Any]]:
+def _load_tokenizer(ref: str | None, objective: str = "tokens") -> tuple[nn.Module, dict[str, Any]]:
     from ..tokenizers.tokenize import load_saved_tokenizer
 
     if not ref:
-        raise ValueError("the tokens objective needs objective.tokenizer: a tokenizer folder written by "
+        raise ValueError(f"the {objective} objective needs objective.tokenizer: a tokenizer folder written by "
                          "save_pretrained (neurofm tokenizer fit writes OUT/tokenizer) or a hub id")
     saved = load_saved_tokenizer(ref)  # strict; refuses never-initialised codebooks
     return saved.model, {"id": saved.id, "sha256": saved.sha256, "name": saved.config.get("name")}
