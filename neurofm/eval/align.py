@@ -134,6 +134,13 @@ class AlignedModel:
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return self.inner.predict_proba(self.alignment.transform(x))
 
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.inner.predict(self.alignment.transform(x))
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(getattr(self.inner, "tasks", ("classification",)))
+
     def describe(self) -> dict[str, Any]:
         desc = self.inner.describe()
         return {**desc, "model": self.model_id, "config": {**desc["config"], "align": self.alignment.describe()}}

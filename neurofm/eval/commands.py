@@ -55,19 +55,22 @@ def bench(
                             **protocol_options)
     print(f"{summary.n_done} fold(s) run, {summary.n_skipped} already done → {summary.results}")
     if summary.rows:
-        s = summarize(summary.rows)
-        print(f"balanced accuracy {s['mean']:.3f} ± {s['std']:.3f} over {s['n']} fold(s) × seed(s)")
+        from .tasks import get_task
+
+        metric = get_task(summary.rows[0].get("task", "classification")).primary
+        s = summarize(summary.rows, metric)
+        print(f"{metric} {s['mean']:.3f} ± {s['std']:.3f} over {s['n']} fold(s) × seed(s)")
     return 0
 
 
-def leaderboard_show(results: str, *, format: str = "md", metric: str = "balanced_accuracy",
+def leaderboard_show(results: str, *, format: str = "md", metric: str | None = None,
                      png: str | None = None) -> int:
     """Rank models per dataset × protocol × adaptation (mean ± std over folds × seeds, n).
 
     Args:
         results: a results .jsonl file or a folder of them (e.g. the parts of a cluster run).
         format: md, csv or html.
-        metric: the metric to rank by.
+        metric: the metric to rank by; default: each dataset's task's (balanced_accuracy, regression: r2).
         png: folder to write adaptation.png (bars) and fewshot.png (score vs k) into.
     """
     try:
@@ -81,8 +84,8 @@ def leaderboard_show(results: str, *, format: str = "md", metric: str = "balance
         from .plots import plot_adaptation_bars, plot_fewshot_curves
 
         Path(png).mkdir(parents=True, exist_ok=True)
-        for made in (plot_adaptation_bars(entries, Path(png) / "adaptation.png", metric),
-                     plot_fewshot_curves(entries, Path(png) / "fewshot.png", metric)):
+        for made in (plot_adaptation_bars(entries, Path(png) / "adaptation.png", metric or "score"),
+                     plot_fewshot_curves(entries, Path(png) / "fewshot.png", metric or "score")):
             if made:
                 print(f"wrote {made}", file=sys.stderr)
     return 0

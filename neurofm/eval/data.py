@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ class EvalData:
 
     dataset: str
     x: np.ndarray  # (N, C, T) float32, µV
-    y: np.ndarray  # (N,) int64 label ids
+    y: np.ndarray  # (N,) int64 label ids (classification) or float64 targets (regression)
     subject: np.ndarray  # (N,) str
     session: np.ndarray  # (N,) str
     run: np.ndarray  # (N,) str, the recording's run within its session (index.json / window metadata "run")
@@ -40,6 +40,7 @@ class EvalData:
     sfreq: float
     data_hash: str  # sha256 over the index's preprocessing hash and shard checksums
     index_path: str
+    task: str = "classification"  # or "regression" (index.json "task"; tasks.py); classes is () then
 
     @property
     def subjects(self) -> list[str]:
@@ -51,10 +52,8 @@ class EvalData:
 
     def take(self, idx: np.ndarray) -> EvalData:
         """The windows ``idx`` (a copy of the arrays)."""
-        return EvalData(dataset=self.dataset, x=self.x[idx], y=self.y[idx], subject=self.subject[idx],
-                        session=self.session[idx], run=self.run[idx], key=self.key[idx], classes=self.classes,
-                        ch_names=self.ch_names, pos=self.pos, sfreq=self.sfreq, data_hash=self.data_hash,
-                        index_path=self.index_path)
+        return replace(self, x=self.x[idx], y=self.y[idx], subject=self.subject[idx], session=self.session[idx],
+                       run=self.run[idx], key=self.key[idx])
 
     def __len__(self) -> int:
         return len(self.y)
@@ -79,15 +78,24 @@ def load_eval_data(index_path: str | Path, classes: Sequence[str] | None = None)
     mix with those of the full class set.
     """
     index = load_index(index_path)
+    task = index.raw.get("task", "classification")
     all_classes = tuple(index.raw.get("classes") or ())
-    if not all_classes:
+    if task == "regression":
+        if classes is not None:
+            raise EvalDataError(f"{index.path}: a regression dataset (continuous targets) has no classes to "
+                                f"select; got classes={list(classes)}")
+        target_of = _window_target
+    elif not all_classes:
         raise EvalDataError(f"{index.path}: the dataset has no classes (a pretraining set?); "
                             "the harness needs labelled windows")
-    keep = _class_map(all_classes, classes, index.path)  # label id in the index -> label id here
+    else:
+        keep = _class_map(all_classes, classes, index.path)  # label id in the index -> label id here
+        target_of = lambda s: keep.get(s.label)  # noqa: E731 - None: unlabelled (-1) or a class not selected
     xs, ys, subjects, sessions, runs, keys = [], [], [], [], [], []
     ch_names, pos = None, None
     for s in iter_samples(index):
-        if s.label not in keep:  # unlabelled (-1) or a class not selected
+        y = target_of(s)
+        if y is None:
             continue
         if ch_names is None:
             ch_names, pos = tuple(s.ch_names), s.pos
@@ -96,18 +104,27 @@ def load_eval_data(index_path: str | Path, classes: Sequence[str] | None = None)
                                 f"window's {list(ch_names[:4])}...; evaluate one montage at a time (select its "
                                 "subjects) or re-prepare with a fixed channel list")
         xs.append(s.x)
-        ys.append(keep[s.label])
+        ys.append(y)
         subjects.append(s.subject)
         sessions.append(str(s.meta.get("session", "0")))
         runs.append(str(s.meta.get("run", "0")))  # prepare writes "run" into every window's .json
         keys.append(s.key)
     if not xs:
-        raise EvalDataError(f"{index.path}: no labelled windows" + (f" of classes {list(classes)}" if classes else ""))
+        what = "windows with a target" if task == "regression" else "labelled windows"
+        raise EvalDataError(f"{index.path}: no {what}" + (f" of classes {list(classes)}" if classes else ""))
     dataset = index.dataset if classes is None else f"{index.dataset}[{'+'.join(classes)}]"
-    return EvalData(dataset=dataset, x=np.stack(xs), y=np.asarray(ys, np.int64), subject=np.asarray(subjects),
-                    session=np.asarray(sessions), run=np.asarray(runs), key=np.asarray(keys),
-                    classes=tuple(classes or all_classes), ch_names=ch_names, pos=pos, sfreq=index.sfreq,
-                    data_hash=index_hash(index), index_path=str(index.path))
+    regression = task == "regression"
+    return EvalData(dataset=dataset, x=np.stack(xs), y=np.asarray(ys, np.float64 if regression else np.int64),
+                    subject=np.asarray(subjects), session=np.asarray(sessions), run=np.asarray(runs),
+                    key=np.asarray(keys), classes=() if regression else tuple(classes or all_classes),
+                    ch_names=ch_names, pos=pos, sfreq=index.sfreq, data_hash=index_hash(index),
+                    index_path=str(index.path), task=task)
+
+
+def _window_target(sample) -> float | None:
+    """A regression window's target from its .json (``target``; None or NaN: no target, skipped)."""
+    value = sample.meta.get("target")
+    return float(value) if value is not None and np.isfinite(value) else None
 
 
 def _class_map(all_classes: tuple[str, ...], classes: Sequence[str] | None, where: Path) -> dict[int, int]:

@@ -292,6 +292,19 @@ def fit_probe(kind: str, f_train: np.ndarray, y_train: np.ndarray, val: tuple[np
     return best
 
 
+def fit_regression_probe(f_train: np.ndarray, y_train: np.ndarray,
+                         val: tuple[np.ndarray, np.ndarray] | None) -> Any:
+    """Ridge regression on standardised features; its penalty by validation MSE (else leave-one-out)."""
+    from sklearn.linear_model import Ridge, RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if val is None:
+        return make_pipeline(StandardScaler(), RidgeCV(alphas=_PENALTIES)).fit(f_train, y_train)
+    fitted = [make_pipeline(StandardScaler(), Ridge(alpha=a)).fit(f_train, y_train) for a in _PENALTIES]
+    return min(fitted, key=lambda probe: float(np.mean((probe.predict(val[0]) - val[1]) ** 2)))
+
+
 def probe_proba(probe: Any, f: np.ndarray, n_classes: int) -> np.ndarray:
     if hasattr(probe, "predict_proba"):
         raw = probe.predict_proba(f)
@@ -347,13 +360,15 @@ class DeepModel:
         x = train.x.astype(np.float32)
         self.mean = x.mean(axis=(0, 2), keepdims=True)[0] if zscore else 0.0  # (C, 1) from training windows
         self.std = x.std(axis=(0, 2), keepdims=True)[0] + 1e-6 if zscore else 1.0
-        self.net = NETS[self.net_name][0](train, self.n_classes, self.net_options)  # weights=: neurofm only
+        # no classes (regression): no head; only adapt=linear gets here (``tasks``)
+        self.net = NETS[self.net_name][0](train, self.n_classes or None, self.net_options)  # weights=: neurofm only
         if self.adapt == "linear":
             self.net.reset_head(None)
             self._weights_sha = weights_sha256(self.net)
+            f_train = features(self.net, self._norm(x), self._weights_sha)
             f_val = None if val is None else (features(self.net, self._norm(val.x), self._weights_sha), val.y)
-            self.probe = fit_probe(self.settings.probe, features(self.net, self._norm(x), self._weights_sha),
-                                   train.y, f_val, seed)
+            self.probe = (fit_regression_probe(f_train, train.y, f_val) if train.task == "regression"
+                          else fit_probe(self.settings.probe, f_train, train.y, f_val, seed))
             return
         if self.net_options.get("weights"):
             self._weights_sha = weights_sha256(self.net)  # the pretrained start point
@@ -374,6 +389,16 @@ class DeepModel:
 
     def _norm(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.std).astype(np.float32)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """A frozen backbone's features also feed a ridge regressor; trained nets have a class head."""
+        return ("classification", "regression") if self.adapt == "linear" else ("classification",)
+
+    @torch.inference_mode()
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Regression (adapt=linear): (N,) targets from the ridge probe on the frozen features."""
+        return self.probe.predict(features(self.net, self._norm(x), self._weights_sha))
 
     @torch.inference_mode()
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -412,5 +437,6 @@ def _deep_factory(name: str) -> Callable[..., DeepModel]:
     return make
 
 
-for _name in list(NETS):
-    register_model(_name)(_deep_factory(_name))
+for _name in list(NETS):  # our backbone also regresses (a ridge probe on its frozen features, adapt=linear)
+    register_model(_name, tasks=("classification", "regression") if _name == "neurofm" else ("classification",))(
+        _deep_factory(_name))

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from .data import EvalData, load_eval_data
-from .metrics import classification_metrics
 from .models import EvalModel, build_model, config_sha256
 from .oracle import oracle_by_subject
 from .results import ResultRow, append_row, read_rows, row_key
 from .splits import Fold, make_folds
+from .tasks import check_supports, get_task
 
 ADAPTS = ("scratch", "linear", "finetune")
 
@@ -49,11 +49,17 @@ def results_file(out: str | Path, part: str | None) -> Path:
 
 
 def run_fold(model: EvalModel, data: EvalData, fold: Fold) -> tuple[dict[str, float], float]:
-    """Fit on the fold's train/val windows, predict its test signals, score; (metrics, seconds)."""
+    """Fit on the fold's train/val windows, predict its test signals, score; (metrics, seconds).
+
+    The dataset's task (``tasks.py``) says how: class probabilities and classification metrics, or
+    ``predict`` (N,) and regression metrics.
+    """
+    task = get_task(data.task)
+    check_supports(model, task.name, data.dataset)
     t0 = time.perf_counter()
     model.fit(data.take(fold.train), data.take(fold.val) if fold.val.size else None, fold.seed)
-    proba = model.predict_proba(data.x[fold.test])  # signals only: no label, subject or key
-    return classification_metrics(data.y[fold.test], proba), time.perf_counter() - t0
+    predictions = task.predict(model, data.x[fold.test])  # signals only: no label, subject or key
+    return task.score(data.y[fold.test], predictions), time.perf_counter() - t0
 
 
 def _row(model: EvalModel, data: EvalData, fold: Fold, adapt: str, metrics: dict[str, float],
@@ -65,7 +71,8 @@ def _row(model: EvalModel, data: EvalData, fold: Fold, adapt: str, metrics: dict
                      subject=fold.test_subject, fold_id=fold.fold_id, k=fold.k, test_session=fold.test_session,
                      n_train=int(fold.train.size), n_val=int(fold.val.size), n_test=int(fold.test.size),
                      metrics=metrics, wall_s=round(seconds, 3), config=desc["config"],
-                     oracle=None if oracle is None else oracle.get(fold.test_subject), test_run=fold.test_run)
+                     oracle=None if oracle is None else oracle.get(fold.test_subject), test_run=fold.test_run,
+                     task=data.task)
 
 
 def run_benchmark(
@@ -97,6 +104,7 @@ def run_benchmark(
     mine = folds[i::n]
     path = results_file(out, part)
     probe = make()
+    check_supports(probe, data.task, data.dataset)  # before any fold runs
     done = {row_key(r): r for r in (read_rows(path) if path.exists() else [])}
     rows, n_done, n_skipped = [], 0, 0
     for fold in _progress(mine, progress, f"{probe.model_id} · {data.dataset} · {protocol}"):
@@ -128,7 +136,9 @@ def _progress(folds: list[Fold], enabled: bool, label: str) -> Iterator[Fold]:
             bar.advance(task)
 
 
-def summarize(rows: list[dict[str, Any]], metric: str = "balanced_accuracy") -> dict[str, float]:
+def summarize(rows: list[dict[str, Any]], metric: str | None = None) -> dict[str, float]:
+    """Mean, std and n of ``metric`` over rows (default: the primary metric of the first row's task)."""
+    metric = metric or get_task(rows[0].get("task", "classification")).primary
     values = np.array([r["metrics"][metric] for r in rows], dtype=float)
     return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
             "n": int(len(values))}

@@ -41,6 +41,8 @@ class Entry:
     n_seeds: int
     rank: int
     oracle: float | None = None  # synthetic data: mean oracle balanced accuracy over the same folds
+    metric: str = "balanced_accuracy"  # what mean/std are of (the task's primary metric unless asked)
+    others: tuple[tuple[str, float], ...] = ()  # regression: means of the task's other metrics (rmse, pearson)
 
 
 def validate_rows(rows: list[dict[str, Any]]) -> list[str]:
@@ -101,20 +103,32 @@ def load_valid_rows(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def rank(rows: list[dict[str, Any]], metric: str = "balanced_accuracy") -> list[Entry]:
-    """Mean ± std over folds and seeds per (dataset, protocol, adapt, k, model), ranked within each group."""
+def rank(rows: list[dict[str, Any]], metric: str | None = None) -> list[Entry]:
+    """Mean ± std over folds and seeds per (dataset, protocol, adapt, k, model), ranked within each group.
+
+    ``metric``: None ranks each row by its task's primary metric (``tasks.py``: balanced accuracy for
+    classification, R² for regression), so one table holds both kinds of dataset.
+    """
+    from .tasks import get_task
+
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        if metric not in row["metrics"]:
-            raise LeaderboardError(f"{row['_source']}: no metric {metric!r} (has {sorted(row['metrics'])})")
-        groups[(row["dataset"], row["protocol"], row["adapt"], row.get("k"), row["model"])].append(row)
+        task = get_task(row.get("task", "classification"))
+        name = metric or task.primary
+        if name not in row["metrics"]:
+            raise LeaderboardError(f"{row['_source']}: no metric {name!r} (has {sorted(row['metrics'])})")
+        groups[(row["dataset"], row["protocol"], row["adapt"], row.get("k"), row["model"], name, task.name)].append(row)
     entries = []
-    for (dataset, protocol, adapt, k, model), group in groups.items():
-        values = np.array([r["metrics"][metric] for r in group], dtype=float)
+    for (dataset, protocol, adapt, k, model, name, task), group in groups.items():
+        values = np.array([r["metrics"][name] for r in group], dtype=float)
+        others = () if task == "classification" else tuple(
+            (m, float(np.mean([r["metrics"][m] for r in group]))) for m in get_task(task).metrics
+            if m != name and all(m in r["metrics"] for r in group))
         entries.append(dict(dataset=dataset, protocol=protocol, adapt=adapt, k=k, model=model,
                             mean=float(values.mean()), std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                             n=len(values), n_subjects=len({r["subject"] for r in group}),
-                            n_seeds=len({r["seed"] for r in group}), oracle=_mean_oracle(group)))
+                            n_seeds=len({r["seed"] for r in group}), oracle=_mean_oracle(group), metric=name,
+                            others=others))
     entries.sort(key=lambda e: (e["dataset"], e["protocol"], e["adapt"], e["k"] or 0, -e["mean"]))
     ranked, last_group, r = [], None, 0
     for e in entries:
@@ -136,13 +150,23 @@ COLUMNS = ("dataset", "protocol", "adapt", "k", "rank", "model", "score", "n", "
 def _cells(e: Entry) -> list[str]:
     oracle = "" if e.oracle is None else f"{e.oracle:.3f} ({e.oracle - e.mean:+.3f})"
     return [e.dataset, e.protocol, e.adapt, "" if e.k is None else str(e.k), str(e.rank), e.model,
-            f"{e.mean:.3f} ± {e.std:.3f}", str(e.n), str(e.n_subjects), str(e.n_seeds), oracle]
+            _score(e), str(e.n), str(e.n_subjects), str(e.n_seeds), oracle]
 
 
-def render(entries: list[Entry], fmt: str = "md", metric: str = "balanced_accuracy") -> str:
+def _score(e: Entry) -> str:
+    """``0.512 ± 0.100``; with the metric's name when the table mixes metrics, the other metrics' means after."""
+    text = f"{e.mean:.3f} ± {e.std:.3f}"
+    if e.others:
+        text = f"{e.metric} {text} · " + " · ".join(f"{m} {v:.3f}" for m, v in e.others)
+    return text
+
+
+def render(entries: list[Entry], fmt: str = "md", metric: str | None = None) -> str:
     if fmt not in FORMATS:
         raise LeaderboardError(f"format {fmt!r} is not one of {FORMATS}")
-    header = [c if c != "score" else f"{metric} (mean ± std)" for c in COLUMNS]
+    metrics = {e.metric for e in entries}
+    shown = metric or (metrics.pop() if len(metrics) == 1 else "score")
+    header = [c if c != "score" else f"{shown} (mean ± std)" for c in COLUMNS]
     rows = [_cells(e) for e in entries]
     if fmt == "csv":
         buf = io.StringIO()

@@ -1,5 +1,7 @@
 """Models under test: one registry, one interface (``fit`` on training data, ``predict_proba`` on windows).
 
+Regression models answer ``predict`` (N,) instead and list ``"regression"`` in ``tasks`` (``tasks.py``).
+
 An :class:`EvalModel` never sees a test label, subject or key: the harness calls ``fit`` with the
 fold's training and validation windows only, and ``predict_proba`` with the test signals only,
 after fitting is over. Anything a model learns from data (normalisation, alignment, CSP filters,
@@ -26,6 +28,9 @@ class EvalModel(Protocol):
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray: ...  # (N, C, T) -> (N, n_classes)
 
+    # Optional: ``tasks`` (default ("classification",)), the tasks the model does (``tasks.py``), and
+    # ``predict(x)`` (N, C, T) -> (N,) float targets for "regression".
+
     def describe(self) -> dict[str, Any]: ...  # config and weights identity for the result row
 
     # Optional, read by ``align.aligned``: ``alignment_band`` (Hz, or None: broadband), the band in which
@@ -33,13 +38,15 @@ class EvalModel(Protocol):
 
 
 MODELS: dict[str, Callable[..., EvalModel]] = {}
+MODEL_TASKS: dict[str, tuple[str, ...]] = {}  # what each registered model can do (with some options)
 
 
-def register_model(name: str) -> Callable:
+def register_model(name: str, tasks: tuple[str, ...] = ("classification",)) -> Callable:
     def deco(factory: Callable[..., EvalModel]) -> Callable[..., EvalModel]:
         if name in MODELS:
             raise ValueError(f"eval model {name!r} is registered twice")
         MODELS[name] = factory
+        MODEL_TASKS[name] = tasks
         return factory
     return deco
 
@@ -101,6 +108,7 @@ class SklearnModel:
     config: dict[str, Any] = field(default_factory=dict)
     pipeline: Any = field(default=None, repr=False)
     alignment_band: tuple[float, float] | None = None  # EA covariances in the pipeline's own band
+    tasks: tuple[str, ...] = ("classification",)
 
     def fit(self, train: EvalData, val: EvalData | None, seed: int) -> None:
         import mne
@@ -109,6 +117,13 @@ class SklearnModel:
         with mne.utils.use_log_level("WARNING"):  # CSP logs every covariance at INFO
             self.pipeline.fit(train.x, train.y)
         self.n_classes = train.n_classes
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(N,) float targets (regression pipelines)."""
+        import mne
+
+        with mne.utils.use_log_level("WARNING"):
+            return np.asarray(self.pipeline.predict(x), float)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         import mne
@@ -155,3 +170,91 @@ def ts_lr(adapt: str = "scratch", band: tuple[float, float] = (8.0, 30.0), c: fl
                              LogisticRegression(C=c, max_iter=1000, random_state=seed))
 
     return SklearnModel("ts_lr", make, {"band": list(band), "C": c}, alignment_band=band)
+
+
+# Ridge penalties tried on the validation split (log-spaced: the best one moves by orders of magnitude
+# with the number of tangent-space features, C (C + 1) / 2).
+RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
+
+
+@dataclass
+class ValidatedRidge:
+    """sklearn regressor: standardise, then ridge with its penalty chosen on the fold's validation split.
+
+    ``fit(features, y)`` takes the training features; the harness passes validation windows through
+    :class:`TangentRidgeModel`, which sets ``val`` first. Without validation (few-shot) the penalty
+    comes from efficient leave-one-out on the training windows (``RidgeCV``).
+    """
+
+    alphas: tuple[float, ...] = RIDGE_ALPHAS
+    val: tuple[np.ndarray, np.ndarray] | None = None  # (features, targets) of the validation windows
+    alpha_: float | None = None
+
+    def fit(self, f: np.ndarray, y: np.ndarray) -> ValidatedRidge:
+        from sklearn.linear_model import Ridge, RidgeCV
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if self.val is None:
+            self.model_ = make_pipeline(StandardScaler(), RidgeCV(alphas=self.alphas)).fit(f, y)
+            self.alpha_ = float(self.model_[-1].alpha_)
+            return self
+        scores = []
+        for alpha in self.alphas:
+            model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(f, y)
+            scores.append(-float(np.mean((model.predict(self.val[0]) - self.val[1]) ** 2)))
+        self.alpha_ = self.alphas[int(np.argmax(scores))]
+        self.model_ = make_pipeline(StandardScaler(), Ridge(alpha=self.alpha_)).fit(f, y)
+        return self
+
+    def predict(self, f: np.ndarray) -> np.ndarray:
+        return self.model_.predict(f)
+
+
+@dataclass
+class TangentRidgeModel:
+    """Band-pass → OAS covariances → Riemannian tangent space (reference: training mean) → validated ridge."""
+
+    band: tuple[float, float] = (1.0, 30.0)
+    model_id: str = "ts_ridge"
+    tasks: tuple[str, ...] = ("regression",)
+    alignment_band: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        self.alignment_band = self.band
+
+    def _covariances(self, x: np.ndarray, sfreq: float) -> np.ndarray:
+        from pyriemann.estimation import Covariances
+
+        return Covariances("oas").transform(BandPass(sfreq, self.band).transform(x))  # (N, C, C)
+
+    def fit(self, train: EvalData, val: EvalData | None, seed: int) -> None:
+        from pyriemann.tangentspace import TangentSpace
+
+        self.sfreq = train.sfreq
+        covs = self._covariances(train.x, train.sfreq)  # once: OAS is most of the fold's time
+        self.space = TangentSpace(metric="riemann").fit(covs)
+        f_val = None if val is None else (self._features(val.x), val.y.astype(float))
+        self.ridge = ValidatedRidge(val=f_val).fit(self.space.transform(covs), train.y.astype(float))
+
+    def _features(self, x: np.ndarray) -> np.ndarray:
+        return self.space.transform(self._covariances(x, self.sfreq))  # (N, C (C + 1) / 2)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.ridge.predict(self._features(x))
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        raise ValueError("ts_ridge is a regression model: it predicts targets (predict), not class probabilities")
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model_id, "config": {"band": list(self.band), "alphas": list(RIDGE_ALPHAS),
+                                                     "penalty": "validation MSE (leave-one-out without)"},
+                "weights_sha256": None}
+
+
+@register_model("ts_ridge", tasks=("regression",))
+def ts_ridge(adapt: str = "scratch", band: tuple[float, float] = (1.0, 30.0)) -> TangentRidgeModel:
+    """Regression: 1–30 Hz band-pass (theta and alpha both matter for vigilance) → OAS covariances →
+    tangent space → ridge, its penalty chosen by validation MSE."""
+    _scratch_only("ts_ridge", adapt)
+    return TangentRidgeModel(band=tuple(band))

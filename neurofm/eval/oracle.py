@@ -10,11 +10,13 @@ from ..pipelines.loader import load_index
 
 @lru_cache(maxsize=16)
 def _oracle(index_path: str) -> dict[str, float] | None:
-    from ..pipelines.synthetic import SyntheticConfig, oracle_score
+    from ..pipelines.synthetic import PARADIGMS, SyntheticConfig, oracle_score
 
     generator = load_index(index_path).raw.get("synthetic_generator")
     if generator is None:
         return None
+    if PARADIGMS[generator.get("paradigm", "motor_imagery")].target is not None:
+        return None  # regression paradigms: the oracle is a balanced accuracy, undefined there
     result = oracle_score(SyntheticConfig(**generator))
     return {f"{s + 1:02d}": float(v) for s, v in result.per_subject.items()}  # subject ids as sources.py writes them
 

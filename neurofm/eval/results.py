@@ -40,6 +40,7 @@ class ResultRow:
     config: dict[str, Any]
     oracle: float | None = None  # synthetic data: the generator's oracle balanced accuracy for this subject
     test_run: str | None = None  # loro: the run tested (within test_session)
+    task: str = "classification"  # or "regression" (tasks.py): which metrics the row holds
     git_sha: str = field(default_factory=lambda: git_sha())
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     format: str = ROW_FORMAT

@@ -9,6 +9,7 @@ A :class:`Fold` holds three disjoint index sets. The harness hands a model only 
 - ``fewshot``: within one subject, ``k`` labelled windows per class drawn with the seed are the
   training set; all other windows of that subject are the test set. ``val`` is empty: with k shots
   there is nothing left to select on, so models use fixed settings (or an inner split of the shots).
+  Regression datasets have no class: ``k`` windows of the subject, drawn with the seed (``tasks.py``).
 - ``cross_session``: within one subject, the first session trains (``val``: a seeded 20% of it),
   every later session is tested.
 - ``loro`` (leave one run out): within one subject, each run (a session's run) is the test set once;
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import EvalData, natural_key
+from .tasks import get_task
 
 PROTOCOLS: dict[str, Callable[..., Iterator[Fold]]] = {}
 
@@ -89,14 +91,15 @@ def loso_folds(data: EvalData, seed: int, n_val_subjects: int | None = None, **_
 
 @register_protocol("fewshot")
 def fewshot_folds(data: EvalData, seed: int, ks: tuple[int, ...] = (1, 5, 10, 20), **_: object) -> Iterator[Fold]:
-    """Per subject and k: k windows per class train, the rest of the subject tests (skipped if too few)."""
+    """Per subject and k: k windows per class (regression: k windows) train, the rest of the subject
+    tests (skipped if too few)."""
+    pools = get_task(data.task).shot_pools
     for subject in data.subjects:
         own = np.flatnonzero(data.subject == subject)
         for k in ks:
             rng = _rng(seed, "fewshot", subject, k)
             shots = []
-            for c in range(data.n_classes):
-                of_class = own[data.y[own] == c]
+            for of_class in pools(own, data.y, data.n_classes):
                 if len(of_class) <= k:  # k shots and at least one window left to test
                     shots = None
                     break

@@ -26,6 +26,31 @@ class Events:
         return {str(a): int(b) for a, b in zip(names, n)}
 
 
+@dataclass
+class Targets:
+    """A continuous target over spans of a recording (regression: SEED-VIG's PERCLOS per 8 s).
+
+    Onsets and durations in seconds from the first sample, like :class:`Events`; ``value`` is the
+    target over each span (float, NaN where unknown).
+    """
+
+    onset: np.ndarray  # (n_spans,)
+    duration: np.ndarray  # (n_spans,)
+    value: np.ndarray  # (n_spans,)
+
+    def __post_init__(self) -> None:
+        if not len(self.onset) == len(self.duration) == len(self.value):
+            raise ValueError(f"targets: {len(self.onset)} onsets, {len(self.duration)} durations and "
+                             f"{len(self.value)} values differ in length")
+
+    def at(self, t: float) -> float | None:
+        """The value of the span covering time ``t`` (s), or None (no span, or NaN)."""
+        inside = np.flatnonzero((self.onset <= t) & (t < self.onset + self.duration))
+        if not inside.size or not np.isfinite(self.value[inside[0]]):
+            return None
+        return float(self.value[inside[0]])
+
+
 def from_annotations(raw: mne.io.BaseRaw, path: Path | None = None) -> Events:
     """The raw's annotations, with onsets made relative to its first sample."""
     ann = raw.annotations

@@ -186,6 +186,9 @@ class Manifest(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     source: Source
     paradigm: Paradigm
+    # classification: each window's class from ``labels``; regression: each window's continuous
+    # ``target`` from the source's target spans (fixed windows; no labels). Written into index.json.
+    task: Literal["classification", "regression"] = "classification"
     labels: dict[str, str] = Field(default_factory=dict)
     label_rules: list[LabelRule] = Field(default_factory=list)
     runs: list[str] | None = None  # keep only these runs (after path parsing)
@@ -200,6 +203,17 @@ class Manifest(_Strict):
     # Filled by ``load_manifest``: not part of the YAML.
     path: Path | None = Field(None, exclude=True)
     sha256: str = Field("", exclude=True)
+
+    @model_validator(mode="after")
+    def _regression_has_no_classes(self) -> Manifest:
+        if self.task == "regression":
+            if self.labels or self.label_rules:
+                raise ValueError("task: regression windows carry a continuous target, not a class: "
+                                 "leave labels and label_rules empty")
+            if self.windows.mode != "fixed":
+                raise ValueError("task: regression takes each window's target from the spans covering "
+                                 "its middle: windows.mode must be 'fixed'")
+        return self
 
     def classes(self) -> list[str]:
         """Class names in a stable order (first appearance in ``labels`` then in the rules)."""

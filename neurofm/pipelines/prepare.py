@@ -101,7 +101,21 @@ def _label_windows(manifest: Manifest, loaded: Loaded, sfreq: float, n_times: in
     wins = fixed_windows(n_times, sfreq, w.length_s, w.stride_s, bad_spans(loaded.events))
     if not wins:
         raise ValueError(f"recording shorter than one window ({n_times / sfreq:.2f} s < {w.length_s} s)")
+    if manifest.task == "regression":
+        return _target_windows(wins, loaded, w.length_s)
     return [_cover_label(x, loaded, label_map, sfreq, w.length_s) for x in wins], []
+
+
+def _target_windows(wins: list[Window], loaded: Loaded, length: float) -> tuple[list[Window], list[str]]:
+    """Regression: a window's target is the value of the target span covering its middle (None: none)."""
+    if loaded.targets is None:
+        raise ValueError("task is regression but the source gives this recording no continuous targets "
+                         "(only the synthetic source does so far; see docs/evaluation.md, Regression tasks)")
+    out = [Window(x.start, x.onset, target=loaded.targets.at(x.onset + length / 2)) for x in wins]
+    missing = sum(x.target is None for x in out)
+    if missing == len(out):
+        raise ValueError("no window has a target (no target span covers any window's middle)")
+    return out, [f"{missing} window(s) without a target"] if missing else []
 
 
 def _cover_label(win: Window, loaded: Loaded, label_map: dict[str, str], sfreq: float, length: float) -> Window:
@@ -129,6 +143,8 @@ def _samples(manifest: Manifest, loaded: Loaded, data: np.ndarray, wins: list[Wi
     for j, (w, x) in enumerate(zip(wins, cut(data, wins, n))):
         meta = {**common, "window": j, "onset": round(w.onset, 6), "label": w.label,
                 "label_id": classes.index(w.label) if w.label in classes else None}
+        if manifest.task == "regression":  # classification windows keep their bytes as before
+            meta["target"] = w.target
         yield {"__key__": f"{key}/{j:06d}", "npy": x, "json": meta}
 
 
@@ -233,7 +249,7 @@ def _run_items(manifest_path: str, todo: list[Item], out: Path, workers: int, ba
 def _header(manifest: Manifest, cfg: PreprocessConfig) -> dict:
     header = {"dataset": manifest.name, "paradigm": manifest.paradigm, "manifest_sha256": manifest.sha256,
               "preproc_hash": cfg.hash(), "preproc": cfg.to_dict(), "windows": manifest.windows.model_dump(),
-              "classes": manifest.classes(), "sfreq": cfg.sfreq}
+              "classes": manifest.classes(), "task": manifest.task, "sfreq": cfg.sfreq}
     if manifest.source.kind == "synthetic":  # lets the harness compute the generator's oracle score
         header["synthetic_generator"] = dict(manifest.source.generator)
     return header

@@ -45,6 +45,7 @@ class Loaded:
     run: str
     path: str | None = None
     extra_classes: dict[str, str] = field(default_factory=dict)  # event → class a source adds
+    targets: ev.Targets | None = None  # regression: a continuous target over spans of the recording
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9]")
@@ -133,11 +134,14 @@ def _list_synthetic(manifest: Manifest) -> list[Item]:
 
 
 def _load_synthetic(manifest: Manifest, item: Item) -> list[Loaded]:
-    from .synthetic import generate_raw
+    from .synthetic import generate_raw, trial_latents
 
     cfg = _synthetic_config(manifest)
-    raw = generate_raw(cfg, int(item.subject) - 1, int(item.session), int(item.run))
-    return [Loaded(raw, ev.from_annotations(raw), item.subject, item.session, item.run)]
+    subject, session, run = int(item.subject) - 1, int(item.session), int(item.run)
+    raw = generate_raw(cfg, subject, session, run)
+    latents = trial_latents(cfg, subject, session, run)  # the same draws as the raw: cheap, no rendering
+    targets = None if latents.targets is None else ev.Targets(latents.onsets, latents.durations, latents.targets)
+    return [Loaded(raw, ev.from_annotations(raw), item.subject, item.session, item.run, targets=targets)]
 
 
 # ---------------------------------------------------------------- moabb

@@ -47,7 +47,7 @@ import scipy.signal
 
 TEMPLATE_MONTAGE = "colin27_1005"
 
-Paradigm = Literal["motor_imagery", "erp", "ssvep", "resting", "sleep"]
+Paradigm = Literal["motor_imagery", "erp", "ssvep", "resting", "sleep", "vigilance"]
 MontageName = Literal["eeg64", "eeg32", "eeg22", "meg"]
 
 # BioSemi 64 (10-10 subset), BioSemi 32, and the 22 electrodes of BCI Competition IV 2a.
@@ -69,6 +69,9 @@ EEG_MONTAGES: dict[str, tuple[str, ...]] = {
         "CP1", "CPz", "CP2", "CP4", "P1", "Pz", "P2", "POz",
     ),
 }
+# SEED-VIG's 17 channels: 12 temporal and 5 posterior (Zheng & Lu 2017).
+SEED_VIG_MONTAGE = ("FT7", "FT8", "T7", "T8", "TP7", "TP8", "CP1", "CP2", "P1", "Pz", "P2", "PO3", "POz",
+                    "PO4", "O1", "Oz", "O2")
 MEG_LAYOUT = "Vectorview-all"  # 102 sites x (1 magnetometer + 2 planar gradiometers), Neuromag names
 MEG_RADIUS_M = 0.12  # helmet sphere around the head centre
 GRAD_BASELINE_M = 0.0168  # Neuromag planar gradiometer baseline
@@ -78,7 +81,8 @@ UNIT_PER_UV: dict[str, float] = {"eeg": 1e-6, "mag": 3e-14, "grad": 3e-14 / GRAD
 
 MI_CLASSES = ("left_hand", "right_hand", "feet", "tongue")
 SLEEP_STAGES = ("W", "N1", "N2", "N3", "REM")
-SEC_PER_EPOCH = {"resting": 10.0, "sleep": 30.0}  # state epochs (AASM scoring uses 30 s)
+# State epochs: AASM sleep scoring uses 30 s; SEED-VIG gives one PERCLOS value per 8 s.
+SEC_PER_EPOCH = {"resting": 10.0, "sleep": 30.0, "vigilance": 8.0}
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -92,6 +96,7 @@ class SyntheticConfig:
     n_runs: int = 2
     # Per run and class. ERP: the number of targets (non-targets: ``erp_nontarget_ratio`` times as
     # many). Resting/sleep: the number of state epochs (10 s resting, 30 s sleep) per class.
+    # Vigilance (no classes): the number of 8 s epochs per run, each with its own drowsiness value.
     trials_per_class: int = 20
     montage: MontageName | list[str] = "eeg64"  # a named set, or 10-05 electrode names
     sfreq: float = 250.0
@@ -452,6 +457,14 @@ class RunLatents:
     feature_names: tuple[str, ...]
     blink_onsets: np.ndarray  # (n_blinks,) s
     duration_s: float  # recording length
+    target_name: str | None = None  # regression paradigms: the feature that is each trial's target
+
+    @property
+    def targets(self) -> np.ndarray | None:
+        """(n_trials,) the continuous target of each trial (regression paradigms), else None."""
+        if self.target_name is None:
+            return None
+        return self.features[:, self.feature_names.index(self.target_name)]
 
     def y(self, classes: Sequence[str]) -> np.ndarray:
         """(n_trials,) integer labels in the order of ``classes``."""
@@ -478,7 +491,8 @@ def trial_latents(cfg: SyntheticConfig, subject: int, session: int = 0, run: int
     blinks = _blink_onsets(cfg, phys, tl, paradigm.blink_gain(cfg, phys, np.array(tl.labels)), rng)
     counts = _count_in_windows(blinks, tl.onsets, tl.onsets + tl.durations)
     return RunLatents(subject, session, run, tl.labels, tl.onsets, tl.durations,
-                      np.c_[features, counts], (*names, "blink_count"), blinks, tl.duration_s)
+                      np.c_[features, counts], (*names, "blink_count"), blinks, tl.duration_s,
+                      paradigm.target)
 
 
 def _blink_onsets(cfg: SyntheticConfig, phys: SubjectPhysiology, tl: _Timeline,
@@ -558,7 +572,13 @@ class _RenderContext:
 
 
 class _ParadigmBase:
-    """One paradigm: classes, timeline, per-trial latents and their effect on the sources."""
+    """One paradigm: classes, timeline, per-trial latents and their effect on the sources.
+
+    ``target``: for a regression paradigm, the name of the feature that is each trial's continuous
+    target (the paradigm then has no classes); None for classification paradigms.
+    """
+
+    target: str | None = None
 
     def classes(self, cfg: SyntheticConfig) -> list[str]:
         raise NotImplementedError
@@ -797,6 +817,64 @@ def _spindle_bursts(ctx: _RenderContext) -> np.ndarray:
         seg = np.hanning(n)[: ctx.n_times - i0]
         out[i0:i0 + len(seg)] = np.maximum(out[i0:i0 + len(seg)], seg)
     return out * math.sqrt(2)  # RMS inside a burst ~ the band amplitude
+
+
+# Drowsiness d in [0, 1], PERCLOS-like (0 alert, 1 eyes mostly closed). As vigilance falls, posterior
+# alpha rises first and then saturates, and frontal-midline theta rises late (Jap et al. 2009,
+# doi:10.1016/j.eswa.2007.12.043; SEED-VIG's PERCLOS correlates with both). Log power gains at d = 1
+# for effect_size 1 and a responsiveness-1 subject:
+VIGILANCE_LOG_ALPHA = math.log(4.0)  # reached at d = VIGILANCE_ALPHA_SATURATION, flat after
+VIGILANCE_ALPHA_SATURATION = 0.6
+VIGILANCE_LOG_THETA = math.log(4.0)  # ∝ d**2: theta appears only in deep drowsiness
+VIGILANCE_STEP = 0.08  # s.d. of the per-epoch random walk around the run's alert-to-drowsy trend
+
+
+def drowsiness_walk(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n,) drowsiness over a run: a trend from alert (U(0, 0.3)) to drowsy (U(0.6, 1)), as drivers
+    tire (SEED-VIG's PERCLOS spans most of its range within one drive), plus a random walk; folded
+    into [0, 1] and smoothed over 3 epochs."""
+    start, end = rng.uniform(0.0, 0.3), rng.uniform(0.6, 1.0)
+    d = np.linspace(start, end, n) + np.cumsum(rng.normal(0.0, VIGILANCE_STEP, n))
+    d = np.abs(d)  # reflect at 0 ...
+    d = np.where(d > 1.0, 2.0 - d, d)  # ... and at 1
+    return np.clip(_moving_average(np.clip(d, 0.0, 1.0), 3), 0.0, 1.0)
+
+
+@_register("vigilance")
+class _Vigilance(_ParadigmBase):
+    """A regression paradigm: back-to-back 8 s epochs, each with a drowsiness value (its target)."""
+
+    target = "drowsiness"
+
+    def classes(self, cfg: SyntheticConfig) -> list[str]:
+        return []
+
+    def timeline(self, cfg: SyntheticConfig, rng: np.random.Generator) -> _Timeline:
+        n, epoch_s = cfg.trials_per_class, SEC_PER_EPOCH["vigilance"]
+        return _Timeline(["vigilance"] * n, epoch_s * np.arange(n), np.full(n, epoch_s), epoch_s * n)
+
+    def features(self, cfg: SyntheticConfig, phys: SubjectPhysiology, labels: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, tuple[str, ...]]:
+        d = drowsiness_walk(len(labels), rng)  # (n_epochs,)
+        # Like sleep stages, drowsiness is defined by its EEG signature: no per-subject responsiveness.
+        k = cfg.effect_size
+        log_alpha = k * VIGILANCE_LOG_ALPHA * np.minimum(d / VIGILANCE_ALPHA_SATURATION, 1.0)
+        log_theta = k * VIGILANCE_LOG_THETA * d**2
+        noise = rng.normal(0.0, 0.2, (len(labels), 2))  # epoch-to-epoch power fluctuation
+        return np.c_[d, log_alpha + noise[:, 0], log_theta + noise[:, 1]], (
+            "drowsiness", "log_alpha_power", "log_theta_power")
+
+    def effects(self, ctx: _RenderContext) -> _Effects:
+        lat = ctx.latents
+        on, off = lat.onsets, lat.onsets + lat.durations
+
+        def envelope(column: int, baseline: float) -> np.ndarray:
+            gain = baseline * np.exp(lat.features[:, column] / 2)  # amplitude = sqrt(power)
+            return _window_envelope(ctx.n_times, ctx.sfreq, on, off, gain, ramp_s=2.0)
+
+        alpha = envelope(1, RHYTHMS["alpha_left"].baseline)
+        return _Effects(envelopes={"alpha_left": alpha, "alpha_right": alpha,
+                                   "theta_midline": envelope(2, RHYTHMS["theta_midline"].baseline)})
 
 
 # -------------------------------------------------------------------------------- signal helpers
@@ -1109,6 +1187,9 @@ class OracleResult:
 def oracle_score(cfg: SyntheticConfig, subjects: list[int] | None = None) -> OracleResult:
     """Balanced accuracy of LDA on the true per-trial latents, leave-one-subject-out."""
     subjects = cfg.subjects() if subjects is None else list(subjects)
+    if PARADIGMS[cfg.paradigm].target is not None:
+        raise ValueError(f"paradigm {cfg.paradigm!r} is a regression task (target "
+                         f"{PARADIGMS[cfg.paradigm].target!r}): the oracle scores classification only")
     if len(subjects) < 2:
         raise ValueError(f"subjects={subjects}: leave-one-subject-out needs at least 2 subjects")
     classes = cfg.classes()

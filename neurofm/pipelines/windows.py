@@ -14,6 +14,7 @@ class Window:
     start: int  # first sample
     onset: float  # seconds from the start of the recording
     label: str | None = None
+    target: float | None = None  # regression: the continuous target at the window's middle
 
 
 def _overlaps(start: float, stop: float, spans: list[tuple[float, float]]) -> bool:
