@@ -379,6 +379,15 @@ def test_metadata_in_any_layout_is_parsed_exactly() -> None:
     assert cache.parse(json.dumps(first).encode())[1] is not None  # the shared part is cached
 
 
+def test_regression_targets_vary_per_window_and_share_one_template() -> None:
+    cache = loader_module._MetaCache()
+    base = {"window": 0, "onset": 0.0, "label": None, "label_id": None, "ch_names": ["Cz"], "target": 0.25}
+    metas = [{**base, "window": i, "onset": 8.0 * i, "target": 0.1 * i} for i in range(5)]
+    for meta in metas:
+        assert cache.parse(json.dumps(meta, separators=(",", ":")).encode())[0] == meta
+    assert len(cache.templates) == 1  # the target is cut out like the window index, not a template per window
+
+
 def test_truncated_shard_is_an_error_naming_it(index_path: Path, tmp_path: Path) -> None:
     url = load_index(index_path).shards[0].url
     torn = tmp_path / "torn.tar"

@@ -289,6 +289,7 @@ class _MetaCache:
     """
 
     _VARYING = ("window", "onset", "label", "label_id")
+    _OPTIONAL = ("target",)  # varies per window where present (regression datasets)
     _MAX_TEMPLATES = 256  # one per recording in flight; cleared when full
     _SPACE = " \t\n\r"
 
@@ -315,8 +316,10 @@ class _MetaCache:
     def _split(self, text: str) -> tuple[str, dict[str, Any]] | None:
         """(template, values): ``text`` with the ``_VARYING`` values cut out, and those values."""
         spans = []
-        for key in self._VARYING:
+        for key in (*self._VARYING, *self._OPTIONAL):
             start = self._value_start(text, key)
+            if start < 0 and key in self._OPTIONAL:
+                continue
             if start < 0:
                 return None
             try:
