@@ -31,6 +31,7 @@ SMALL: dict[str, dict] = {
     "resting": dict(montage="eeg32", trials_per_class=2, sfreq=100.0),
     "sleep": dict(montage=["Fpz", "Cz", "Pz", "Oz"], trials_per_class=2, sfreq=100.0),
     "vigilance": dict(montage=["Pz", "Oz", "Cz"], trials_per_class=4, sfreq=100.0),
+    "seizure": dict(montage=["C3", "Cz", "Pz"], trials_per_class=1, sfreq=100.0),
 }
 EXPECTED_CLASSES = {
     "motor_imagery": ["left_hand", "right_hand", "feet"],
@@ -39,6 +40,7 @@ EXPECTED_CLASSES = {
     "resting": ["eyes_open", "eyes_closed"],
     "sleep": ["W", "N1", "N2", "N3", "REM"],
     "vigilance": [],  # a regression paradigm: each epoch's target is its drowsiness (test_eval_regression.py)
+    "seizure": ["background", "seizure"],  # (test_eval_seizure.py)
 }
 
 
@@ -164,9 +166,15 @@ def test_annotations_match_the_paradigm(paradigm):
     expected = {c: cfg.trials_per_class for c in cfg.classes()}
     if paradigm == "erp":
         expected["nontarget"] = cfg.trials_per_class * cfg.erp_nontarget_ratio
+    if paradigm == "seizure":  # background before, between and after the seizures
+        expected["background"] = cfg.trials_per_class + 1
     assert counts == expected and set(desc) == (set(cfg.classes()) or {"vigilance"})
     trial_s = {"motor_imagery": 4.0, "erp": 0.8, "ssvep": 4.0, "resting": 10.0, "sleep": 30.0, "vigilance": 8.0}
-    np.testing.assert_allclose(raw.annotations.duration, trial_s[paradigm])
+    if paradigm == "seizure":
+        ictal = raw.annotations.duration[np.array(desc) == "seizure"]
+        assert np.all((ictal >= 20.0) & (ictal <= 80.0))
+    else:
+        np.testing.assert_allclose(raw.annotations.duration, trial_s[paradigm])
     end = raw.annotations.onset + raw.annotations.duration - raw.first_time
     assert end.max() <= raw.times[-1] + 1 / cfg.sfreq
     assert np.all(np.diff(raw.annotations.onset) >= raw.annotations.duration[:-1] - 1e-9)  # no overlap
@@ -351,7 +359,9 @@ def test_oracle_high_for_a_large_effect():
     assert set(result.per_subject) == {0, 1, 2, 3}
 
 
-@pytest.mark.parametrize("paradigm", sorted(p for p in SMALL if p != "vigilance"))
+# Not seizure: its spans are background (2-6 min) or ictal (20-80 s), so a span's blink count gives its
+# class away whatever the effect; its windows, not its spans, are what a model classifies.
+@pytest.mark.parametrize("paradigm", sorted(p for p in SMALL if p not in ("vigilance", "seizure")))
 def test_oracle_near_chance_without_effect(paradigm):
     cfg = SyntheticConfig(paradigm=paradigm, n_subjects=4, effect_size=0.0, trials_per_class=20)
     result = oracle_score(cfg)

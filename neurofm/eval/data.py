@@ -40,7 +40,8 @@ class EvalData:
     sfreq: float
     data_hash: str  # sha256 over the index's preprocessing hash and shard checksums
     index_path: str
-    task: str = "classification"  # or "regression" (index.json "task"; tasks.py); classes is () then
+    task: str = "classification"  # "regression" (classes is () then) or "seizure" (index.json "task"; tasks.py)
+    onset: np.ndarray | None = None  # (N,) float s, each window's start in its recording (window .json "onset")
 
     @property
     def subjects(self) -> list[str]:
@@ -53,7 +54,16 @@ class EvalData:
     def take(self, idx: np.ndarray) -> EvalData:
         """The windows ``idx`` (a copy of the arrays)."""
         return replace(self, x=self.x[idx], y=self.y[idx], subject=self.subject[idx], session=self.session[idx],
-                       run=self.run[idx], key=self.key[idx])
+                       run=self.run[idx], key=self.key[idx], onset=None if self.onset is None else self.onset[idx])
+
+    @property
+    def recording(self) -> np.ndarray:
+        """(N,) str, the recording of each window (subject, session and run identify it)."""
+        return np.array([f"{a}/{b}/{c}" for a, b, c in zip(self.subject, self.session, self.run)], dtype=str)
+
+    @property
+    def window_s(self) -> float:
+        return self.x.shape[-1] / self.sfreq
 
     def __len__(self) -> int:
         return len(self.y)
@@ -91,7 +101,7 @@ def load_eval_data(index_path: str | Path, classes: Sequence[str] | None = None)
     else:
         keep = _class_map(all_classes, classes, index.path)  # label id in the index -> label id here
         target_of = lambda s: keep.get(s.label)  # noqa: E731 - None: unlabelled (-1) or a class not selected
-    xs, ys, subjects, sessions, runs, keys = [], [], [], [], [], []
+    xs, ys, subjects, sessions, runs, keys, onsets = [], [], [], [], [], [], []
     ch_names, pos = None, None
     for s in iter_samples(index):
         y = target_of(s)
@@ -109,6 +119,7 @@ def load_eval_data(index_path: str | Path, classes: Sequence[str] | None = None)
         sessions.append(str(s.meta.get("session", "0")))
         runs.append(str(s.meta.get("run", "0")))  # prepare writes "run" into every window's .json
         keys.append(s.key)
+        onsets.append(float(s.meta.get("onset", np.nan)))
     if not xs:
         what = "windows with a target" if task == "regression" else "labelled windows"
         raise EvalDataError(f"{index.path}: no {what}" + (f" of classes {list(classes)}" if classes else ""))
@@ -118,7 +129,7 @@ def load_eval_data(index_path: str | Path, classes: Sequence[str] | None = None)
                     subject=np.asarray(subjects), session=np.asarray(sessions), run=np.asarray(runs),
                     key=np.asarray(keys), classes=() if regression else tuple(classes or all_classes),
                     ch_names=ch_names, pos=pos, sfreq=index.sfreq, data_hash=index_hash(index),
-                    index_path=str(index.path), task=task)
+                    index_path=str(index.path), task=task, onset=np.asarray(onsets))
 
 
 def _window_target(sample) -> float | None:

@@ -51,15 +51,16 @@ def results_file(out: str | Path, part: str | None) -> Path:
 def run_fold(model: EvalModel, data: EvalData, fold: Fold) -> tuple[dict[str, float], float]:
     """Fit on the fold's train/val windows, predict its test signals, score; (metrics, seconds).
 
-    The dataset's task (``tasks.py``) says how: class probabilities and classification metrics, or
-    ``predict`` (N,) and regression metrics.
+    The dataset's task (``tasks.py``) says how: class probabilities and classification metrics (with
+    event metrics on a seizure dataset), or ``predict`` (N,) and regression metrics. The score sees the
+    test windows' labels, onsets and recordings; the model saw their signals only.
     """
     task = get_task(data.task)
     check_supports(model, task.name, data.dataset)
     t0 = time.perf_counter()
     model.fit(data.take(fold.train), data.take(fold.val) if fold.val.size else None, fold.seed)
     predictions = task.predict(model, data.x[fold.test])  # signals only: no label, subject or key
-    return task.score(data.y[fold.test], predictions), time.perf_counter() - t0
+    return task.score(data.take(fold.test), predictions), time.perf_counter() - t0
 
 
 def _row(model: EvalModel, data: EvalData, fold: Fold, adapt: str, metrics: dict[str, float],

@@ -42,7 +42,7 @@ class Entry:
     rank: int
     oracle: float | None = None  # synthetic data: mean oracle balanced accuracy over the same folds
     metric: str = "balanced_accuracy"  # what mean/std are of (the task's primary metric unless asked)
-    others: tuple[tuple[str, float], ...] = ()  # regression: means of the task's other metrics (rmse, pearson)
+    others: tuple[tuple[str, float], ...] = ()  # means of the task's ``alongside`` metrics (regression: rmse, pearson)
 
 
 def validate_rows(rows: list[dict[str, Any]]) -> list[str]:
@@ -107,7 +107,8 @@ def rank(rows: list[dict[str, Any]], metric: str | None = None) -> list[Entry]:
     """Mean ± std over folds and seeds per (dataset, protocol, adapt, k, model), ranked within each group.
 
     ``metric``: None ranks each row by its task's primary metric (``tasks.py``: balanced accuracy for
-    classification, R² for regression), so one table holds both kinds of dataset.
+    classification, R² for regression, event F1 for seizure detection), so one table holds every kind
+    of dataset.
     """
     from .tasks import get_task
 
@@ -121,9 +122,8 @@ def rank(rows: list[dict[str, Any]], metric: str | None = None) -> list[Entry]:
     entries = []
     for (dataset, protocol, adapt, k, model, name, task), group in groups.items():
         values = np.array([r["metrics"][name] for r in group], dtype=float)
-        others = () if task == "classification" else tuple(
-            (m, float(np.mean([r["metrics"][m] for r in group]))) for m in get_task(task).metrics
-            if m != name and all(m in r["metrics"] for r in group))
+        others = tuple((m, float(np.mean([r["metrics"][m] for r in group]))) for m in get_task(task).alongside
+                       if m != name and all(m in r["metrics"] for r in group))
         entries.append(dict(dataset=dataset, protocol=protocol, adapt=adapt, k=k, model=model,
                             mean=float(values.mean()), std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                             n=len(values), n_subjects=len({r["subject"] for r in group}),

@@ -12,9 +12,10 @@ from ..pipelines.loader import load_index
 def _oracle(index_path: str) -> dict[str, float] | None:
     from ..pipelines.synthetic import PARADIGMS, SyntheticConfig, oracle_score
 
-    generator = load_index(index_path).raw.get("synthetic_generator")
-    if generator is None:
-        return None
+    raw = load_index(index_path).raw
+    generator = raw.get("synthetic_generator")
+    if generator is None or raw.get("task", "classification") != "classification":
+        return None  # seizure: the latents are whole spans, not windows, and the table ranks by event F1
     if PARADIGMS[generator.get("paradigm", "motor_imagery")].target is not None:
         return None  # regression paradigms: the oracle is a balanced accuracy, undefined there
     result = oracle_score(SyntheticConfig(**generator))

@@ -187,8 +187,10 @@ class Manifest(_Strict):
     source: Source
     paradigm: Paradigm
     # classification: each window's class from ``labels``; regression: each window's continuous
-    # ``target`` from the source's target spans (fixed windows; no labels). Written into index.json.
-    task: Literal["classification", "regression"] = "classification"
+    # ``target`` from the source's target spans (fixed windows; no labels); seizure: a classification
+    # of fixed windows with a "seizure" class, also scored as events (docs/evaluation.md, "Seizure
+    # detection"). Written into index.json.
+    task: Literal["classification", "regression", "seizure"] = "classification"
     labels: dict[str, str] = Field(default_factory=dict)
     label_rules: list[LabelRule] = Field(default_factory=list)
     runs: list[str] | None = None  # keep only these runs (after path parsing)
@@ -213,6 +215,9 @@ class Manifest(_Strict):
             if self.windows.mode != "fixed":
                 raise ValueError("task: regression takes each window's target from the spans covering "
                                  "its middle: windows.mode must be 'fixed'")
+        if self.task == "seizure" and (self.windows.mode != "fixed" or "seizure" not in self.classes()):
+            raise ValueError("task: seizure scores consecutive windows as events: windows.mode must be 'fixed' "
+                             f"and a class must be named 'seizure' (classes: {self.classes()})")
         return self
 
     def classes(self) -> list[str]:

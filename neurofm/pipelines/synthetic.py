@@ -47,7 +47,7 @@ import scipy.signal
 
 TEMPLATE_MONTAGE = "colin27_1005"
 
-Paradigm = Literal["motor_imagery", "erp", "ssvep", "resting", "sleep", "vigilance"]
+Paradigm = Literal["motor_imagery", "erp", "ssvep", "resting", "sleep", "vigilance", "seizure"]
 MontageName = Literal["eeg64", "eeg32", "eeg22", "meg"]
 
 # BioSemi 64 (10-10 subset), BioSemi 32, and the 22 electrodes of BCI Competition IV 2a.
@@ -97,6 +97,7 @@ class SyntheticConfig:
     # Per run and class. ERP: the number of targets (non-targets: ``erp_nontarget_ratio`` times as
     # many). Resting/sleep: the number of state epochs (10 s resting, 30 s sleep) per class.
     # Vigilance (no classes): the number of 8 s epochs per run, each with its own drowsiness value.
+    # Seizure: the number of seizures per run (background fills the time between them).
     trials_per_class: int = 20
     montage: MontageName | list[str] = "eeg64"  # a named set, or 10-05 electrode names
     sfreq: float = 250.0
@@ -875,6 +876,71 @@ class _Vigilance(_ParadigmBase):
         alpha = envelope(1, RHYTHMS["alpha_left"].baseline)
         return _Effects(envelopes={"alpha_left": alpha, "alpha_right": alpha,
                                    "theta_midline": envelope(2, RHYTHMS["theta_midline"].baseline)})
+
+
+# Seizures (CHB-MIT-like scalp EEG): 20-80 s of rhythmic 3-8 Hz high-amplitude discharges that
+# start at a focus and spread to a neighbouring site, slowing as they evolve (a typical ictal
+# pattern); background fills 2-6 min between seizures. Both spans are annotated, so fixed windows
+# are labelled "seizure" or "background" by their middle.
+SEIZURE_S = (20.0, 80.0)  # seizure duration, uniform
+SEIZURE_GAP_S = (120.0, 360.0)  # background between seizures (and before the first, after the last)
+SEIZURE_HZ = (3.0, 8.0)  # discharge frequency at onset, uniform; it slows to 0.6x by the offset
+SEIZURE_UV = 80.0  # discharge amplitude at the focus at effect_size 1 (background ~15-30 µV)
+SEIZURE_FOCI = {"sm_left": "midline", "sm_right": "midline", "occ_left": "parietal",  # focus -> spread site
+                "occ_right": "parietal", "frontal_deep": "central"}
+SEIZURE_SPREAD_S = (3.0, 10.0)  # delay before the discharge reaches the spread site
+SEIZURE_SPREAD_GAIN = 0.6  # its amplitude there, x the focus
+
+
+@_register("seizure")
+class _Seizure(_ParadigmBase):
+    def classes(self, cfg: SyntheticConfig) -> list[str]:
+        return ["background", "seizure"]
+
+    def timeline(self, cfg: SyntheticConfig, rng: np.random.Generator) -> _Timeline:
+        n = cfg.trials_per_class
+        seizures = rng.uniform(*SEIZURE_S, n)
+        gaps = rng.uniform(*SEIZURE_GAP_S, n + 1)
+        durations = np.empty(2 * n + 1)  # background, seizure, background, ..., background
+        durations[0::2], durations[1::2] = gaps, seizures
+        durations = np.round(durations, 3)  # whole ms: abutting spans stay abutting in MNE's µs onsets
+        onsets = np.r_[0.0, np.cumsum(durations)[:-1]]
+        labels = ["background", "seizure"] * n + ["background"]
+        return _Timeline(labels, onsets, durations, float(durations.sum()))
+
+    def features(self, cfg: SyntheticConfig, phys: SubjectPhysiology, labels: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, tuple[str, ...]]:
+        n = len(labels)
+        ictal = (labels == "seizure") & (cfg.effect_size > 0)  # effect_size 0: no discharge to describe
+        amp = cfg.effect_size * SEIZURE_UV * rng.lognormal(0.0, 0.2, n) * ictal  # (n,) 0 in background
+        freq = rng.uniform(*SEIZURE_HZ, n) * ictal
+        focus = rng.integers(0, len(SEIZURE_FOCI), n) * ictal
+        spread = rng.uniform(*SEIZURE_SPREAD_S, n) * ictal
+        return np.c_[amp, freq, focus, spread], ("seizure_uv", "seizure_hz", "seizure_focus", "spread_delay_s")
+
+    def effects(self, ctx: _RenderContext) -> _Effects:
+        lat, fs = ctx.latents, ctx.sfreq
+        foci = list(SEIZURE_FOCI)
+        out = _Effects()
+        for on, dur, (amp, freq, focus, delay) in zip(lat.onsets, lat.durations, lat.features[:, :4]):
+            if amp <= 0:
+                continue
+            site = foci[int(focus)]
+            for where, lag, gain in ((site, 0.0, 1.0), (SEIZURE_FOCI[site], delay, SEIZURE_SPREAD_GAIN)):
+                wave = out.evoked.setdefault(where, np.zeros(ctx.n_times))
+                i0, i1 = int(round((on + lag) * fs)), int(round((on + dur) * fs))
+                wave[i0:i1] += gain * amp * _discharge(i1 - i0, fs, freq)
+        return out
+
+
+def _discharge(n: int, sfreq: float, freq_hz: float) -> np.ndarray:
+    """(n,) a spike-and-wave-like train at ``freq_hz`` slowing to 0.6x, waxing over 5 s, waning over 3 s."""
+    t = np.arange(n) / sfreq
+    inst = freq_hz * (1.0 - 0.4 * t / max(t[-1], 1e-9)) if n else t  # instantaneous frequency
+    phase = 2 * np.pi * np.cumsum(inst) / sfreq
+    wave = np.sin(phase) + 0.5 * np.sin(2 * phase) + 0.25 * np.sin(3 * phase)  # sharp, asymmetric
+    ramp = np.minimum(np.minimum(t / 5.0, (t[-1] - t) / 3.0 if n else t), 1.0)
+    return wave / 1.2 * np.clip(ramp, 0.0, 1.0)
 
 
 # -------------------------------------------------------------------------------- signal helpers
