@@ -86,8 +86,24 @@ def from_stim(raw: mne.io.BaseRaw, event_id: dict[str, int]) -> Events:
     return Events(onset, np.zeros(len(keep)), [names[c] for c in ev[keep, 2]])
 
 
+def from_chb_summary(raw: mne.io.BaseRaw, path: Path | None = None) -> Events:
+    """CHB-MIT: ``seizure`` spans from ``chbNN-summary.txt`` (``chbmit.py``) and ``background`` between them,
+    so that every fixed window is labelled by the span covering its middle."""
+    from .chbmit import seizure_spans
+
+    if path is None:
+        raise ValueError("CHB-MIT seizure times are read beside the recording file: it needs a path")
+    duration = raw.n_times / raw.info["sfreq"]
+    seizures = sorted(seizure_spans(Path(path), duration))
+    edges = [0.0, *(t for span in seizures for t in span), duration]  # background, seizure, background, ...
+    spans = [(a, b, "background" if i % 2 == 0 else "seizure") for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+    spans = [s for s in spans if s[1] > s[0]]  # a seizure at the very start or end leaves no background there
+    return Events(np.array([a for a, _, _ in spans]), np.array([b - a for a, b, _ in spans]), [d for _, _, d in spans])
+
+
 READERS: dict[str, Callable[[mne.io.BaseRaw, Path | None], Events]] = {
     "annotations": from_annotations,
     "wfdb": from_wfdb,
+    "chb_summary": from_chb_summary,
     "none": lambda raw, path=None: Events(),
 }

@@ -47,7 +47,7 @@ def _check_regex(value: str | None, allowed: set[str], required: set[str] = froz
 
 
 class FilesSource(_Strict):
-    """Recordings on disk found by a glob, read by ``mne.io.read_raw``."""
+    """Recordings on disk found by a glob, each read by a reader of ``readers.READERS``."""
 
     kind: Literal["files"] = "files"
     root: str
@@ -55,9 +55,13 @@ class FilesSource(_Strict):
     # Named groups ``subject``, ``session``, ``run`` pulled (``re.search``) from the path relative to
     # ``root``.
     path_regex: str | None = None
+    # How a file becomes a recording (``readers.READERS``): ``mne`` is ``mne.io.read_raw``; ``seed_vig``
+    # reads SEED-VIG's MATLAB files and their PERCLOS targets.
+    reader: Literal["mne", "seed_vig"] = "mne"
     read_kwargs: dict[str, Any] = Field(default_factory=dict)
-    # Where events come from: the file's annotations, PhysioNet WFDB ``<file>.event`` files, or none.
-    events: Literal["annotations", "wfdb", "none"] = "annotations"
+    # Where events come from (``events.READERS``): the file's annotations, PhysioNet WFDB
+    # ``<file>.event`` files, CHB-MIT's ``chbNN-summary.txt`` (seizure and background spans), or none.
+    events: Literal["annotations", "wfdb", "chb_summary", "none"] = "annotations"
     # Recording-level label read from the path relative to ``root`` (``re.search``): the text of the
     # named group ``label`` is an event description for ``labels`` that spans the whole recording
     # (TUAB's ``.../abnormal/...``). See ``label_for``.

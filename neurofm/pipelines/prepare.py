@@ -110,7 +110,8 @@ def _target_windows(wins: list[Window], loaded: Loaded, length: float) -> tuple[
     """Regression: a window's target is the value of the target span covering its middle (None: none)."""
     if loaded.targets is None:
         raise ValueError("task is regression but the source gives this recording no continuous targets "
-                         "(only the synthetic source does so far; see docs/evaluation.md, Regression tasks)")
+                         "(the synthetic source and the files reader seed_vig do; see docs/evaluation.md, "
+                         "Regression tasks)")
     out = [Window(x.start, x.onset, target=loaded.targets.at(x.onset + length / 2)) for x in wins]
     missing = sum(x.target is None for x in out)
     if missing == len(out):

@@ -7,7 +7,6 @@ synthetic run, one MOABB subject) and loads an item into one or more ``Loaded`` 
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,6 +16,7 @@ import numpy as np
 
 from . import events as ev
 from .manifest import Manifest, expand_path
+from .readers import READERS
 
 
 @dataclass(frozen=True)
@@ -83,30 +83,11 @@ def _list_files(manifest: Manifest) -> list[Item]:
     return items
 
 
-_TRUNCATED = ("does not match the file size", "file is truncated", "truncated")
-
-
-def _read_raw(path: str, read_kwargs: dict) -> mne.io.BaseRaw:
-    """``mne.io.read_raw`` that refuses empty and truncated files instead of guessing their length."""
-    p = Path(path)
-    if p.stat().st_size == 0:
-        raise ValueError("file is empty (0 bytes)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        raw = mne.io.read_raw(p, preload=True, verbose="warning", **read_kwargs)
-    if not raw.ch_names or raw.n_times == 0:  # e.g. a Sleep-EDF hypnogram
-        raise ValueError(f"the file holds no signal ({len(raw.ch_names)} channels, {raw.n_times} samples): "
-                         "annotations only?")
-    for w in caught:
-        if any(t in str(w.message) for t in _TRUNCATED):
-            raise ValueError(f"truncated file: {w.message}")
-    return raw
-
-
 def _load_file(manifest: Manifest, item: Item) -> list[Loaded]:
     src = manifest.source
-    raw = _read_raw(item.path, src.read_kwargs)
     path, root = Path(item.path), expand_path(src.root, _base(manifest))
+    recording = READERS[src.reader](path, src.read_kwargs)
+    raw = recording.raw
     sidecar = src.annotation_file_for(path, root)
     if src.annotation_file and sidecar is None:
         raise FileNotFoundError(f"no annotation file {src.annotation_file!r} beside {path}")
@@ -117,7 +98,7 @@ def _load_file(manifest: Manifest, item: Item) -> list[Loaded]:
     if label is not None:  # a recording-level label (TUAB normal/abnormal): one span over it all
         events = ev.Events(np.r_[events.onset, 0.0], np.r_[events.duration, raw.times[-1] + 1 / raw.info["sfreq"]],
                            [*events.description, label])
-    return [Loaded(raw, events, item.subject, item.session, item.run, item.path)]
+    return [Loaded(raw, events, item.subject, item.session, item.run, item.path, targets=recording.targets)]
 
 
 # ---------------------------------------------------------------- synthetic
