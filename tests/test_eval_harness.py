@@ -224,6 +224,46 @@ def test_no_test_sample_reaches_fitting_or_selection(mi_index: Path, tmp_path: P
         assert n_predicted == 16 * 2 - 4  # the rest of that subject (2 sessions × 16 trials)
 
 
+@pytest.mark.parametrize("model", ["ts_lr", "bp_lr"])
+def test_classical_penalty_selection_sees_no_test_window(model: str, mi_index: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real pipelines, not a probe: every window whose features are computed while ``fit`` runs
+    (training features, and the validation features that choose C) is fingerprinted; none may be a
+    test window of that fold, and the validation windows must have been used for the choice."""
+    from neurofm.eval import bandpower, models
+
+    fits: list[set[bytes]] = []  # per fold, the windows featurised during fit
+    fitting = [False]
+
+    def spy(transform):
+        def wrapped(self, x):
+            if fitting[0]:
+                fits[-1].update(w.tobytes() for w in np.asarray(x, np.float32))
+            return transform(self, x)
+        return wrapped
+
+    def fit(self, train, val, seed):
+        fits.append(set())
+        fitting[0] = True
+        try:
+            return original_fit(self, train, val, seed)
+        finally:
+            fitting[0] = False
+
+    original_fit = models.FeatureModel.fit
+    monkeypatch.setattr(models.FeatureModel, "fit", fit)
+    monkeypatch.setattr(models.BandPass, "transform", spy(models.BandPass.transform))  # ts_lr's first step
+    monkeypatch.setattr(bandpower.LogBandPower, "transform", spy(bandpower.LogBandPower.transform))  # bp_lr's
+    summary = run_benchmark(model, mi_index, "loso", seeds=(0,), out=tmp_path, progress=False)
+    data = load_eval_data(mi_index)
+    assert len(fits) == len(summary.rows) == len(data.subjects)
+    for row, seen in zip(summary.rows, fits):
+        is_test = data.subject == row["subject"]
+        assert not seen & {w.tobytes() for w in data.x[is_test]}
+        assert len(seen) == row["n_train"] + row["n_val"] and row["n_val"] > 0  # validation featurised too
+        assert row["selected"]["by"].startswith("validation") and row["selected"]["C"] in models.LOGISTIC_CS
+
+
 # --- running, resuming, splitting ----------------------------------------------------------------
 
 

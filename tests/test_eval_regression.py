@@ -9,6 +9,7 @@ from scipy import signal
 from neurofm.eval.data import load_eval_data
 from neurofm.eval.harness import run_benchmark
 from neurofm.eval.leaderboard import rank, render, validate_rows
+from neurofm.eval.penalty import RIDGE_ALPHAS
 from neurofm.eval.results import read_rows
 from neurofm.pipelines.prepare import prepare
 from neurofm.pipelines.synthetic import SyntheticConfig, generate_raw, trial_latents
@@ -69,6 +70,27 @@ def test_loso_ts_ridge_beats_the_training_mean_and_ranks(vigilance_index, tmp_pa
     entries = rank(rows)
     assert entries[0].metric == "r2"
     assert "r2" in render(entries, "md") and "ts_ridge" in render(entries, "md")
+    # the generator's regression oracle, in R² like the score (measured 0.92-0.98 per subject)
+    assert all(0.5 < r["oracle"] <= 1.0 for r in summary.rows) and entries[0].oracle > entries[0].mean
+    assert f"{entries[0].oracle:.3f} (" in render(entries, "md")
+    assert rank(rows, metric="rmse")[0].oracle is None  # the oracle is an R²: not set beside an RMSE
+    # the ridge penalty was chosen on the validation subjects, and the row says which
+    assert all(r["selected"]["by"] == "validation MSE" and r["selected"]["alpha"] in RIDGE_ALPHAS for r in rows)
+
+
+def test_cli_bench_bp_ridge_loso(vigilance_index, tmp_path, capsys):
+    """Log band power + ridge (measured: mean Pearson 0.82; R² -0.70, as one subject's offset is far off)."""
+    from neurofm.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["bench", "--model", "bp_ridge", "--dataset", vigilance_index, "--protocol", "loso", "--seeds", "[0]",
+                  "--out", str(tmp_path), "--progress", "false"])
+    assert exit_.value.code == 0 and "6 fold(s) run" in capsys.readouterr().out
+    rows = read_rows(tmp_path)
+    assert {r["model"] for r in rows} == {"bp_ridge"} and len(rows) == 6
+    assert np.mean([r["metrics"]["pearson"] for r in rows]) > 0.6
+    assert all(np.isfinite(r["metrics"]["r2"]) and r["selected"]["by"] == "validation MSE" for r in rows)
+    assert rows[0]["config"]["power"] == "absolute" and len(rows[0]["config"]["bands"]) == 5
 
 
 def test_fewshot_draws_k_windows_per_subject(vigilance_index, tmp_path):

@@ -73,7 +73,7 @@ def _row(model: EvalModel, data: EvalData, fold: Fold, adapt: str, metrics: dict
                      n_train=int(fold.train.size), n_val=int(fold.val.size), n_test=int(fold.test.size),
                      metrics=metrics, wall_s=round(seconds, 3), config=desc["config"],
                      oracle=None if oracle is None else oracle.get(fold.test_subject), test_run=fold.test_run,
-                     task=data.task)
+                     task=data.task, selected=desc.get("selected") or None)
 
 
 def run_benchmark(

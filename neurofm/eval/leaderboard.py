@@ -40,7 +40,7 @@ class Entry:
     n_subjects: int
     n_seeds: int
     rank: int
-    oracle: float | None = None  # synthetic data: mean oracle balanced accuracy over the same folds
+    oracle: float | None = None  # synthetic data: mean oracle over the same folds, in ``metric`` (the primary one)
     metric: str = "balanced_accuracy"  # what mean/std are of (the task's primary metric unless asked)
     others: tuple[tuple[str, float], ...] = ()  # means of the task's ``alongside`` metrics (regression: rmse, pearson)
 
@@ -127,7 +127,8 @@ def rank(rows: list[dict[str, Any]], metric: str | None = None) -> list[Entry]:
         entries.append(dict(dataset=dataset, protocol=protocol, adapt=adapt, k=k, model=model,
                             mean=float(values.mean()), std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                             n=len(values), n_subjects=len({r["subject"] for r in group}),
-                            n_seeds=len({r["seed"] for r in group}), oracle=_mean_oracle(group), metric=name,
+                            n_seeds=len({r["seed"] for r in group}), oracle=_mean_oracle(group, name, task),
+                            metric=name,
                             others=others))
     entries.sort(key=lambda e: (e["dataset"], e["protocol"], e["adapt"], e["k"] or 0, -e["mean"]))
     ranked, last_group, r = [], None, 0
@@ -139,9 +140,15 @@ def rank(rows: list[dict[str, Any]], metric: str | None = None) -> list[Entry]:
     return ranked
 
 
-def _mean_oracle(group: list[dict[str, Any]]) -> float | None:
+def _mean_oracle(group: list[dict[str, Any]], metric: str, task: str) -> float | None:
+    """Mean oracle over the group's folds; None unless every fold has one and the table ranks by the task's
+    primary metric, the one the oracle is scored in (``oracle.py``: balanced accuracy, R² for regression)."""
+    from .tasks import get_task
+
     values = [r.get("oracle") for r in group]
-    return None if any(v is None for v in values) else float(np.mean(values))
+    if metric != get_task(task).primary or any(v is None for v in values):
+        return None
+    return float(np.mean(values))
 
 
 COLUMNS = ("dataset", "protocol", "adapt", "k", "rank", "model", "score", "n", "subjects", "seeds", "oracle (gap)")

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .data import EvalData
+from .penalty import DEFAULT_C, LOGISTIC_CS, RIDGE_ALPHAS, ValidatedLogistic, ValidatedRidge  # noqa: F401 - re-exported
 
 
 class EvalModel(Protocol):
@@ -155,106 +156,128 @@ def csp_lda(adapt: str = "scratch", band: tuple[float, float] = (8.0, 30.0), n_c
     return SklearnModel("csp_lda", make, {"band": list(band), "n_components": n_components}, alignment_band=band)
 
 
-@register_model("ts_lr")
-def ts_lr(adapt: str = "scratch", band: tuple[float, float] = (8.0, 30.0), c: float = 1.0) -> SklearnModel:
-    """Band-pass → OAS covariances → Riemannian tangent space (reference: training mean) → logistic regression."""
-    _scratch_only("ts_lr", adapt)
-
-    def make(sfreq: float, seed: int):
-        from pyriemann.estimation import Covariances
-        from pyriemann.tangentspace import TangentSpace
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-
-        return make_pipeline(BandPass(sfreq, band), Covariances("oas"), TangentSpace(metric="riemann"),
-                             LogisticRegression(C=c, max_iter=1000, random_state=seed))
-
-    return SklearnModel("ts_lr", make, {"band": list(band), "C": c}, alignment_band=band)
-
-
-# Ridge penalties tried on the validation split (log-spaced: the best one moves by orders of magnitude
-# with the number of tangent-space features, C (C + 1) / 2).
-RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
-
-
 @dataclass
-class ValidatedRidge:
-    """sklearn regressor: standardise, then ridge with its penalty chosen on the fold's validation split.
+class FeatureModel:
+    """Features of each window (a transformer fitted on the training windows only) → a linear head whose
+    penalty is chosen on the fold's validation windows (``penalty.py``). Classification or regression,
+    by the head: ``ValidatedLogistic`` answers ``predict_proba``, ``ValidatedRidge`` ``predict``."""
 
-    ``fit(features, y)`` takes the training features; the harness passes validation windows through
-    :class:`TangentRidgeModel`, which sets ``val`` first. Without validation (few-shot) the penalty
-    comes from efficient leave-one-out on the training windows (``RidgeCV``).
-    """
-
-    alphas: tuple[float, ...] = RIDGE_ALPHAS
-    val: tuple[np.ndarray, np.ndarray] | None = None  # (features, targets) of the validation windows
-    alpha_: float | None = None
-
-    def fit(self, f: np.ndarray, y: np.ndarray) -> ValidatedRidge:
-        from sklearn.linear_model import Ridge, RidgeCV
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        if self.val is None:
-            self.model_ = make_pipeline(StandardScaler(), RidgeCV(alphas=self.alphas)).fit(f, y)
-            self.alpha_ = float(self.model_[-1].alpha_)
-            return self
-        scores = []
-        for alpha in self.alphas:
-            model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(f, y)
-            scores.append(-float(np.mean((model.predict(self.val[0]) - self.val[1]) ** 2)))
-        self.alpha_ = self.alphas[int(np.argmax(scores))]
-        self.model_ = make_pipeline(StandardScaler(), Ridge(alpha=self.alpha_)).fit(f, y)
-        return self
-
-    def predict(self, f: np.ndarray) -> np.ndarray:
-        return self.model_.predict(f)
-
-
-@dataclass
-class TangentRidgeModel:
-    """Band-pass → OAS covariances → Riemannian tangent space (reference: training mean) → validated ridge."""
-
-    band: tuple[float, float] = (1.0, 30.0)
-    model_id: str = "ts_ridge"
-    tasks: tuple[str, ...] = ("regression",)
-    alignment_band: tuple[float, float] | None = None
-
-    def __post_init__(self) -> None:
-        self.alignment_band = self.band
-
-    def _covariances(self, x: np.ndarray, sfreq: float) -> np.ndarray:
-        from pyriemann.estimation import Covariances
-
-        return Covariances("oas").transform(BandPass(sfreq, self.band).transform(x))  # (N, C, C)
+    model_id: str
+    make_features: Callable[[float], Any] = field(repr=False)  # sfreq -> sklearn transformer (N, C, T) -> (N, F)
+    make_head: Callable[[int], Any] = field(repr=False)  # seed -> ValidatedLogistic | ValidatedRidge
+    config: dict[str, Any] = field(default_factory=dict)
+    tasks: tuple[str, ...] = ("classification",)
+    alignment_band: tuple[float, float] | None = None  # EA covariances in the features' own band
 
     def fit(self, train: EvalData, val: EvalData | None, seed: int) -> None:
-        from pyriemann.tangentspace import TangentSpace
+        import mne
 
-        self.sfreq = train.sfreq
-        covs = self._covariances(train.x, train.sfreq)  # once: OAS is most of the fold's time
-        self.space = TangentSpace(metric="riemann").fit(covs)
-        f_val = None if val is None else (self._features(val.x), val.y.astype(float))
-        self.ridge = ValidatedRidge(val=f_val).fit(self.space.transform(covs), train.y.astype(float))
+        self.features = self.make_features(train.sfreq)
+        with mne.utils.use_log_level("WARNING"):
+            f_train = self.features.fit_transform(train.x, train.y)  # (N_train, F), fitted here only
+            f_val = None if val is None else (self.features.transform(val.x), val.y)  # transformed, never fitted
+        self.head = self.make_head(seed).fit(f_train, train.y, f_val)
+        self.n_classes = train.n_classes
 
     def _features(self, x: np.ndarray) -> np.ndarray:
-        return self.space.transform(self._covariances(x, self.sfreq))  # (N, C (C + 1) / 2)
+        import mne
+
+        with mne.utils.use_log_level("WARNING"):
+            return self.features.transform(x)  # (N, F)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.ridge.predict(self._features(x))
+        if "regression" not in self.tasks:
+            raise ValueError(f"{self.model_id} is a classification model: it predicts class probabilities")
+        return np.asarray(self.head.predict(self._features(x)), float)  # (N,)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        raise ValueError("ts_ridge is a regression model: it predicts targets (predict), not class probabilities")
+        if "classification" not in self.tasks:
+            raise ValueError(f"{self.model_id} is a regression model: it predicts targets (predict), "
+                             "not class probabilities")
+        proba = self.head.predict_proba(self._features(x))
+        full = np.zeros((len(x), self.n_classes))  # classes missing from the training set get 0
+        full[:, self.head.classes_] = proba
+        return full
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.model_id, "config": {"band": list(self.band), "alphas": list(RIDGE_ALPHAS),
-                                                     "penalty": "validation MSE (leave-one-out without)"},
-                "weights_sha256": None}
+        """``config`` is the static recipe (hashed into the row key, so equal before and after fitting);
+        ``selected`` is what fitting chose on the validation split (empty before)."""
+        head = getattr(self, "head", None)
+        return {"model": self.model_id, "config": self.config, "weights_sha256": None,
+                "selected": dict(head.selected) if head is not None else {}}
+
+
+def _tangent_space(band: tuple[float, float]) -> Callable[[float], Any]:
+    """Band-pass → OAS covariances → Riemannian tangent space at the training windows' mean: (N, C (C + 1) / 2)."""
+
+    def make(sfreq: float) -> Any:
+        from pyriemann.estimation import Covariances
+        from pyriemann.tangentspace import TangentSpace
+        from sklearn.pipeline import make_pipeline
+
+        return make_pipeline(BandPass(sfreq, band), Covariances("oas"), TangentSpace(metric="riemann"))
+    return make
+
+
+def _band_power(power: str) -> Callable[[float], Any]:
+    """Per-channel log band power (``bandpower.py``): (N, C · 5), or (N, C · 10) with ``power="both"``."""
+    from .bandpower import POWER_FEATURES, LogBandPower
+
+    if power not in POWER_FEATURES:
+        raise ValueError(f"power={power!r} is not one of {sorted(POWER_FEATURES)}")
+    return lambda sfreq: LogBandPower(sfreq, power=power)
+
+
+def _bandpower_config(power: str, head: dict[str, Any]) -> dict[str, Any]:
+    from .bandpower import BANDS, SEGMENT_S
+
+    return {"bands": {k: list(v) for k, v in BANDS.items()}, "welch_segment_s": SEGMENT_S, "power": power,
+            "log": True, "standardize": "training windows", **head}
+
+
+RIDGE_CONFIG = {"alphas": list(RIDGE_ALPHAS), "penalty": "validation MSE (leave-one-out without)"}
+LOGISTIC_CONFIG = {"Cs": list(LOGISTIC_CS), "C": "validation balanced accuracy, then log-loss (1.0 without)"}
+def _variant(name: str, power: str) -> str:
+    """``bp_ridge`` (absolute power), ``bp_ridge:relative``: the leaderboard ranks variants apart."""
+    return name if power == "absolute" else f"{name}:{power}"
+
+
+BROADBAND = (1.0, 45.0)  # Hz: the span of the band-power features, where EA estimates its covariances
+
+
+@register_model("ts_lr")
+def ts_lr(adapt: str = "scratch", band: tuple[float, float] = (8.0, 30.0), c: float | None = None) -> FeatureModel:
+    """Band-pass → OAS covariances → Riemannian tangent space (reference: training mean) → logistic regression,
+    its C chosen on the validation split (``c``: a fixed C instead)."""
+    _scratch_only("ts_lr", adapt)
+    cs, default_c = (LOGISTIC_CS, DEFAULT_C) if c is None else ((float(c),), float(c))
+    head = lambda seed: ValidatedLogistic(cs, standardize=False, seed=seed, default_c=default_c)  # noqa: E731
+    config = {"band": list(band), **(LOGISTIC_CONFIG if c is None else {"C": float(c)})}
+    return FeatureModel("ts_lr", _tangent_space(tuple(band)), head, config, alignment_band=tuple(band))
 
 
 @register_model("ts_ridge", tasks=("regression",))
-def ts_ridge(adapt: str = "scratch", band: tuple[float, float] = (1.0, 30.0)) -> TangentRidgeModel:
+def ts_ridge(adapt: str = "scratch", band: tuple[float, float] = (1.0, 30.0)) -> FeatureModel:
     """Regression: 1–30 Hz band-pass (theta and alpha both matter for vigilance) → OAS covariances →
-    tangent space → ridge, its penalty chosen by validation MSE."""
+    tangent space → standardise → ridge, its penalty chosen by validation MSE."""
     _scratch_only("ts_ridge", adapt)
-    return TangentRidgeModel(band=tuple(band))
+    return FeatureModel("ts_ridge", _tangent_space(tuple(band)), lambda seed: ValidatedRidge(),
+                        {"band": list(band), **RIDGE_CONFIG}, tasks=("regression",), alignment_band=tuple(band))
+
+
+@register_model("bp_ridge", tasks=("regression",))
+def bp_ridge(adapt: str = "scratch", power: str = "absolute") -> FeatureModel:
+    """Regression: per-channel log band power (delta … gamma, Welch; ``power``: absolute, relative or both)
+    → standardise → ridge, its penalty chosen by validation MSE. The standard vigilance baseline."""
+    _scratch_only("bp_ridge", adapt)
+    return FeatureModel(_variant("bp_ridge", power), _band_power(power), lambda seed: ValidatedRidge(),
+                        _bandpower_config(power, RIDGE_CONFIG), tasks=("regression",), alignment_band=BROADBAND)
+
+
+@register_model("bp_lr")
+def bp_lr(adapt: str = "scratch", power: str = "absolute") -> FeatureModel:
+    """Per-channel log band power → standardise → logistic regression, its C chosen on the validation split."""
+    _scratch_only("bp_lr", adapt)
+    head = lambda seed: ValidatedLogistic(seed=seed)  # noqa: E731
+    return FeatureModel(_variant("bp_lr", power), _band_power(power), head, _bandpower_config(power, LOGISTIC_CONFIG),
+                        alignment_band=BROADBAND)

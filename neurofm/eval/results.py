@@ -38,9 +38,13 @@ class ResultRow:
     metrics: dict[str, float]
     wall_s: float
     config: dict[str, Any]
-    oracle: float | None = None  # synthetic data: the generator's oracle balanced accuracy for this subject
+    oracle: float | None = None  # synthetic data: the generator's oracle for this subject, in the task's primary
+    # metric (balanced accuracy; R² for regression; ``synthetic.oracle_score``)
     test_run: str | None = None  # loro: the run tested (within test_session)
     task: str = "classification"  # or "regression" (tasks.py): which metrics the row holds
+    # What fitting chose on the validation split (classical heads: {"alpha": 10.0, "by": "validation MSE"});
+    # not in ``config``, which is hashed into the row key and must be known before fitting (resume).
+    selected: dict[str, Any] | None = None
     git_sha: str = field(default_factory=lambda: git_sha())
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     format: str = ROW_FORMAT

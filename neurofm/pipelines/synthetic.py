@@ -16,7 +16,8 @@ into volts (EEG), tesla (magnetometers) or tesla per metre (gradiometers), like 
 
 Each paradigm turns per-trial *latents* (ERD depth, P300 amplitude, SSVEP amplitude, state power)
 into effects on those sources; :func:`trial_latents` returns them without rendering signals, and
-:func:`oracle_score` classifies them leave-one-subject-out: the ceiling a decoder could reach::
+:func:`oracle_score` classifies them (regression paradigms: regresses the target on them)
+leave-one-subject-out: the ceiling a decoder could reach::
 
     cfg = SyntheticConfig(paradigm="motor_imagery", n_subjects=9, montage="eeg22")
     raw = generate_raw(cfg, subject=0, session=0, run=1)  # RawArray in volts, trials annotated
@@ -1248,19 +1249,36 @@ class OracleResult:
     n_trials: int
     feature_names: tuple[str, ...]
     classifier: str = "standardize + shrinkage LDA (uniform priors), leave-one-subject-out"
+    metric: ClassVar[str] = "balanced_accuracy"  # what ``per_subject`` holds (the task's primary metric)
 
 
-def oracle_score(cfg: SyntheticConfig, subjects: list[int] | None = None) -> OracleResult:
-    """Balanced accuracy of LDA on the true per-trial latents, leave-one-subject-out."""
+@dataclass
+class RegressionOracleResult:
+    """Regressing the target on the features it generates (regression paradigms): the R² ceiling."""
+
+    r2: float  # mean over held-out subjects (the harness scores R² per test subject, then averages)
+    pearson: float  # mean over held-out subjects
+    per_subject: dict[int, float]  # R²
+    per_subject_pearson: dict[int, float]
+    n_trials: int
+    feature_names: tuple[str, ...]  # the predictors (every generating feature but the target)
+    target: str
+    regressor: str = ("standardize → cubic polynomial features → standardize → ridge (leave-one-out penalty), "
+                      "leave-one-subject-out")
+    metric: ClassVar[str] = "r2"
+
+
+def oracle_score(cfg: SyntheticConfig, subjects: list[int] | None = None) -> OracleResult | RegressionOracleResult:
+    """Leave-one-subject-out decoding of the true per-trial latents: balanced accuracy of LDA
+    (classification paradigms), or R² of a cubic ridge regression of the target (regression paradigms)."""
     subjects = cfg.subjects() if subjects is None else list(subjects)
-    if PARADIGMS[cfg.paradigm].target is not None:
-        raise ValueError(f"paradigm {cfg.paradigm!r} is a regression task (target "
-                         f"{PARADIGMS[cfg.paradigm].target!r}): the oracle scores classification only")
     if len(subjects) < 2:
         raise ValueError(f"subjects={subjects}: leave-one-subject-out needs at least 2 subjects")
-    classes = cfg.classes()
     runs = [trial_latents(cfg, s, se, r) for s in subjects
             for se in range(cfg.n_sessions) for r in range(cfg.n_runs)]
+    if PARADIGMS[cfg.paradigm].target is not None:
+        return _regression_oracle(runs, subjects)
+    classes = cfg.classes()
     x = np.concatenate([lat.features for lat in runs])  # (n_trials, n_features)
     y = np.concatenate([lat.y(classes) for lat in runs])  # (n_trials,)
     groups = np.concatenate([np.full(len(lat.labels), lat.subject) for lat in runs])
@@ -1282,3 +1300,36 @@ def _fold_score(x: np.ndarray, y: np.ndarray, test: np.ndarray, n_classes: int) 
     lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto", priors=uniform)
     model = make_pipeline(StandardScaler(), lda).fit(x[~test][:, informative], y[~test])
     return float(balanced_accuracy_score(y[test], model.predict(x[test][:, informative])))
+
+
+ORACLE_DEGREE = 3  # drowsiness → log alpha saturates at d = 0.6 and log theta grows as d²: the inverse is curved
+
+
+def _regression_oracle(runs: list[RunLatents], subjects: list[int]) -> RegressionOracleResult:
+    """Regress each trial's target on the run's other generating features (not the target itself)."""
+    target = runs[0].target_name
+    column = runs[0].feature_names.index(target)
+    features = np.concatenate([lat.features for lat in runs])  # (n_trials, n_features)
+    x, y = np.delete(features, column, axis=1), features[:, column]  # (n_trials, n_features - 1), (n_trials,)
+    groups = np.concatenate([np.full(len(lat.labels), lat.subject) for lat in runs])
+    folds = {s: _regression_fold(x, y, groups == s) for s in subjects}  # subject -> (R², Pearson)
+    r2, pearson = ({s: v[i] for s, v in folds.items()} for i in (0, 1))
+    return RegressionOracleResult(float(np.mean(list(r2.values()))), float(np.nanmean(list(pearson.values()))),
+                                  r2, pearson, len(y), tuple(np.delete(runs[0].feature_names, column)), target)
+
+
+def _regression_fold(x: np.ndarray, y: np.ndarray, test: np.ndarray) -> tuple[float, float]:
+    from sklearn.linear_model import RidgeCV
+    from sklearn.metrics import r2_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    informative = x[~test].std(0) > 1e-12  # drop constant features (blink counts without blinks)
+    if not informative.any():  # nothing to regress on: predict the training mean
+        predicted = np.full(int(test.sum()), y[~test].mean())
+    else:
+        model = make_pipeline(StandardScaler(), PolynomialFeatures(ORACLE_DEGREE), StandardScaler(),
+                              RidgeCV(alphas=np.logspace(-3, 3, 13)))
+        predicted = model.fit(x[~test][:, informative], y[~test]).predict(x[test][:, informative])
+    pearson = np.corrcoef(predicted, y[test])[0, 1] if predicted.std() > 0 and y[test].std() > 0 else np.nan
+    return float(r2_score(y[test], predicted)), float(pearson)
