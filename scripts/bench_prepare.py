@@ -30,7 +30,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -154,31 +154,49 @@ def memmap_windows(index: Path, npy: Path) -> int:
     return len(windows)
 
 
-def read_memmap(npy: Path) -> int:
+def memmap_windows_iter(npy: Path, order: str = "in order") -> Iterator[np.ndarray]:
+    """Window by window, each copied (a loader hands out its own array); ``"random"``: a shuffled order."""
     x = np.load(npy, mmap_mode="r")  # (N, C, T)
-    for i in range(len(x)):
-        np.array(x[i])  # one copy per window, as a loader hands out its own array
-    return len(x)
+    rows = np.random.default_rng(0).permutation(len(x)) if order == "random" else range(len(x))
+    for i in rows:
+        yield np.array(x[i])[None]  # (1, C, T)
 
 
-def read_memmap_batches(npy: Path, batch_size: int) -> int:
+def memmap_batches(npy: Path, batch_size: int, order: str = "in order") -> Iterator[np.ndarray]:
+    """One new (B, C, T) array per batch: a slice in order, or a random draw (rows read in file order)."""
     x = np.load(npy, mmap_mode="r")  # (N, C, T)
-    for start in range(0, len(x), batch_size):
-        np.array(x[start:start + batch_size])  # one new (B, C, T) array per batch, as a loader hands out
-    return len(x)
+    if order == "random":
+        perm = np.random.default_rng(0).permutation(len(x))
+        for start in range(0, len(x) - batch_size + 1, batch_size):
+            yield x[np.sort(perm[start:start + batch_size])]
+    else:
+        for start in range(0, len(x), batch_size):
+            yield np.array(x[start:start + batch_size])
 
 
-def read_memmap_shuffled(npy: Path, seed: int = 0) -> int:
-    """Window by window in a random order (what a shuffling reader of the memmap does): the train loaders' baseline."""
-    x = np.load(npy, mmap_mode="r")  # (N, C, T)
-    for i in np.random.default_rng(seed).permutation(len(x)):
-        np.array(x[i])
-    return len(x)
+def consume(batches: Iterable) -> int:
+    """Windows handed out, consumed as a training loop does: batch k is held while batch k+1 is made."""
+    n = 0
+    for batch in batches:
+        n += len(batch)
+    return n
+
+
+def consume_dropping(batches: Iterable) -> int:
+    """Windows handed out, each batch dropped before the next is made (no consumer ever does this:
+    the allocator then hands the same, cache-hot block back for every batch)."""
+    n = 0
+    it = iter(batches)
+    while True:
+        try:
+            n += len(next(it))
+        except StopIteration:
+            return n
 
 
 def read_iter_samples(index: Path) -> int:
     clear_table_cache()  # every timed pass opens (reads and checks) the window tables anew
-    return sum(1 for _ in iter_samples(index))
+    return consume([s] for s in iter_samples(index))
 
 
 def eval_module(index: Path, batch_size: int) -> ShardDataModule:
@@ -188,14 +206,14 @@ def eval_module(index: Path, batch_size: int) -> ShardDataModule:
 def read_eval_loader(index: Path, batch_size: int) -> int:
     """A first epoch: index read, DataModule built, window tables read and checked."""
     clear_table_cache()
-    return sum(len(batch) for batch in eval_module(index, batch_size).val_dataloader())
+    return consume(eval_module(index, batch_size).val_dataloader())
 
 
 def read_train_loader(index: Path, batch_size: int, workers: int) -> int:
     """A first epoch of the train loader (n_samples // batch_size full batches, shuffle buffer 1000)."""
     clear_table_cache()
     dm = ShardDataModule(index, batch_size=batch_size, num_workers=workers, seed=0)
-    return sum(len(batch) for batch in dm.train_dataloader())
+    return consume(dm.train_dataloader())
 
 
 def repeated(fn: Callable[[], int], passes: int) -> Callable[[], int]:
@@ -206,7 +224,7 @@ def repeated(fn: Callable[[], int], passes: int) -> Callable[[], int]:
 def later_epochs(make_loader: Callable[[], Iterable]) -> Callable[[], int]:
     """Each call is the next epoch of one loader (built once, as a training run does; tables cached)."""
     loader = make_loader()
-    return lambda: sum(len(batch) for batch in loader)
+    return lambda: consume(loader)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -236,12 +254,17 @@ def ratio_rows(t: dict[str, Timing]) -> list[tuple[str, float, float]]:
                       ("eval_warm", "eval loader, later epochs"), ("train0", "train loader, 0 workers, first epoch"),
                       ("train0_warm", "train loader, 0 workers, later epochs"), ("train2", "train loader, 2 workers, first epoch"),
                       ("train2_warm", "train loader, 2 workers, later epochs")):
-        if key in t and "memmap" in t:
-            rows.append((f"{what} / memmap", t[key].rate / t["memmap"].rate, LOADER_TARGET))
-        if key != "iter" and key in t and "memmap_b" in t:  # like for like: both hand out new batches
-            rows.append((f"{what} / memmap batches", t[key].rate / t["memmap_b"].rate, LOADER_TARGET))
-        if key.startswith("train") and key in t and "memmap_s" in t:  # like for like: both read in random order
-            rows.append((f"{what} / memmap shuffled", t[key].rate / t["memmap_s"].rate, LOADER_TARGET))
+        if key not in t:
+            continue
+        # Like for like: in-order readers against in-order memmap reads, shuffling ones against random
+        # ones; the batch dropped at once is shown for reference only (no consumer reads like that).
+        bases = (("memmap_s", "memmap in random order", LOADER_TARGET),
+                 ("memmap_sb", "memmap random batches", LOADER_TARGET)) if key.startswith("train") else (
+                ("memmap", "memmap", LOADER_TARGET), ("memmap_b", "memmap batches", LOADER_TARGET),
+                ("memmap_bd", "memmap batches dropped at once", float("nan")))
+        for base, name, target in bases:
+            if base in t and not (key == "iter" and base != "memmap"):
+                rows.append((f"{what} / {name}", t[key].rate / t[base].rate, target))
     return rows
 
 
@@ -283,10 +306,15 @@ def preparation_runs(dataset: Dataset, work: Path, args: argparse.Namespace) -> 
 def loading_runs(index: Path, npy: Path, args: argparse.Namespace) -> Timed:
     b = args.batch_size
     runs: Timed = {
-        "memmap": (Timing("numpy memmap, window by window (copied)", "win"), lambda: read_memmap(npy)),
-        "memmap_b": (Timing(f"numpy memmap, batches of {b} (copied)", "win"), lambda: read_memmap_batches(npy, b)),
+        "memmap": (Timing("numpy memmap, window by window (copied)", "win"),
+                   lambda: consume(memmap_windows_iter(npy))),
+        "memmap_b": (Timing(f"numpy memmap, batches of {b} (copied)", "win"), lambda: consume(memmap_batches(npy, b))),
+        "memmap_bd": (Timing(f"numpy memmap, batches of {b} (copied), each dropped before the next", "win"),
+                      lambda: consume_dropping(memmap_batches(npy, b))),
         "memmap_s": (Timing("numpy memmap, window by window in random order (copied)", "win"),
-                     lambda: read_memmap_shuffled(npy)),
+                     lambda: consume(memmap_windows_iter(npy, "random"))),
+        "memmap_sb": (Timing(f"numpy memmap, random batches of {b} (copied)", "win"),
+                      lambda: consume(memmap_batches(npy, b, "random"))),
         "iter": (Timing("loader: iter_samples (eval mode, Samples)", "win"), lambda: read_iter_samples(index)),
         "eval": (Timing(f"loader: DataModule eval loader, batch {b}, first epoch", "win"),
                  lambda: read_eval_loader(index, b)),

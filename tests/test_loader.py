@@ -186,6 +186,32 @@ def test_eval_loader_yields_exactly_the_selected_subjects(index_path: Path, num_
     assert set(test) == keys_of("01") | keys_of("03") and set(test.values()) == {1}
 
 
+def test_workers_send_window_references_and_batches_equal_the_in_process_ones(index_path: Path) -> None:
+    import pickle
+
+    # Every window once either way (workers batch their own shards): compare them window by window.
+    def windows(num_workers: int) -> dict[str, tuple[torch.Tensor, ...]]:
+        dm = ShardDataModule(index_path, batch_size=4, num_workers=num_workers, val_subjects=["01", "02", "03"])
+        # a window's real channels only: the padding depends on the batch's other windows
+        return {key: (b.x[i, :n], b.pos[i, :n], b.chan_mask[i, :n], b.pos_known[i, :n], b.label[i])
+                for b in dm.val_dataloader() for i, key in enumerate(b.key) for n in [len(b.ch_names[i])]}
+
+    in_process, from_workers = windows(0), windows(2)
+    assert in_process.keys() == from_workers.keys() and len(in_process) == N_SAMPLES
+    for key, parts in in_process.items():
+        assert all(torch.equal(a, b) for a, b in zip(parts, from_workers[key])), key
+
+    table_refs = [r for r in loader_module.shard_windows([{"url": s.url} for s in load_index(index_path).shards])][:4]
+    refs = loader_module.BatchRefs(tuple((r.table.url, r.i) for r in table_refs))
+    assert len(pickle.dumps(refs)) < 2000  # what crosses the process boundary
+    read = refs.read()
+    assert read.key == [r.key for r in table_refs]
+    assert torch.equal(read.x, loader_module.collate_windows(table_refs).x)
+    gone = loader_module.BatchRefs((("/nonexistent/shard-000000.tar", 0),))
+    with pytest.raises(FileNotFoundError, match="/nonexistent/shard-000000.tar"):
+        gone.read()
+
+
 def test_train_excludes_held_out_subjects(index_path: Path) -> None:
     dm = ShardDataModule(index_path, batch_size=4, val_subjects=["02"], test_subjects=["03"],
                          train_batches_per_epoch=20)
@@ -239,6 +265,20 @@ def test_same_seed_same_batches(index_path: Path, num_workers: int) -> None:
     assert first == again
     assert first != other
     assert first[0] != first[1]  # the second epoch draws differently
+
+
+@pytest.mark.parametrize("n, bufsize, initial", [(0, 8, 4), (3, 8, 4), (50, 8, 4), (50, 1000, 100), (200, 16, 16)])
+def test_shuffle_buffer_yields_every_item_once_and_shuffles(n: int, bufsize: int, initial: int) -> None:
+    import random
+
+    out = list(loader_module.shuffle_buffer(range(n), bufsize, initial, random.Random(0)))
+    assert sorted(out) == list(range(n))
+    assert out == list(loader_module.shuffle_buffer(range(n), bufsize, initial, random.Random(0)))
+    if n >= 50:
+        assert out != list(range(n)) and out != list(loader_module.shuffle_buffer(range(n), bufsize, initial,
+                                                                                  random.Random(1)))
+        # a bounded buffer: an item never comes out before the item `bufsize` places ahead has been read
+        assert all(item <= 2 * (i + 1) + initial for i, item in enumerate(out))
 
 
 def test_with_epoch_gives_exactly_n_batches(index_path: Path) -> None:

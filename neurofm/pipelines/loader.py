@@ -563,31 +563,26 @@ def collate_windows(items: Sequence[Window], mask_bad_channels: bool = True) -> 
     """
     if not items or any(type(item) is not WindowRef for item in items):
         return collate_samples([as_sample(item) for item in items], mask_bad_channels)
-    rows: dict[WindowTable, list[int]] = {}  # table → its windows' rows in the batch
-    for b, r in enumerate(items):
-        rows.setdefault(r.table, []).append(b)
-    n_times = _check_uniform(rows, "n_times", lambda t: t.n_times)
-    sfreq = _check_uniform(rows, "sfreq", lambda t: t.sfreq)
-    n_batch, n_chans = len(items), max(t.n_chans for t in rows)
+    tables = list(dict.fromkeys(r.table for r in items))  # the batch's recordings, in order of appearance
+    which = {t: k for k, t in enumerate(tables)}
+    inv = np.fromiter((which[r.table] for r in items), np.intp, len(items))  # (B,) each window's table
+    n_times = _check_uniform(tables, "n_times", lambda t: t.n_times)
+    sfreq = _check_uniform(tables, "sfreq", lambda t: t.sfreq)
+    n_batch, n_chans = len(items), max(t.n_chans for t in tables)
     x = _BATCH_BUFFERS.empty((n_batch, n_chans * n_times))  # (B, C*T): row b holds window b, then padding
-    pos = np.zeros((n_batch, n_chans, 3), np.float32)  # (B, C, 3)
-    chan_mask = np.zeros((n_batch, n_chans), bool)  # (B, C)
-    pos_known = np.zeros((n_batch, n_chans), bool)  # (B, C)
-    for t, b in rows.items():
-        size, offsets = t.n_chans * n_times, t.data_offsets
-        for row in b:
-            x[row, :size] = np.frombuffer(t.view, _FLOAT32, size, offsets[items[row].i])
+    for row, r in enumerate(items):
+        t = r.table
+        size = t.n_chans * n_times
+        x[row, :size] = np.frombuffer(t.view, _FLOAT32, size, t.data_offsets[r.i])
         if size < x.shape[1]:
-            x[b, size:] = 0.0  # padding
-        pos[b, : t.n_chans] = t.pos0
-        chan_mask[b, : t.n_chans] = t.good if mask_bad_channels else True
-        pos_known[b, : t.n_chans] = t.pos_known
+            x[row, size:] = 0.0  # padding
+    pos, chan_mask, pos_known = _recording_arrays(tables, n_chans, mask_bad_channels)  # (U, C, 3), (U, C), (U, C)
     return Batch(
         x=torch.from_numpy(x.reshape(n_batch, n_chans, n_times)),
-        chan_mask=torch.from_numpy(chan_mask),
-        pos=torch.from_numpy(pos),
-        pos_known=torch.from_numpy(pos_known),
-        label=torch.from_numpy(np.array([r.table.labels[r.i] for r in items], np.int64)),
+        chan_mask=torch.from_numpy(chan_mask[inv]),
+        pos=torch.from_numpy(pos[inv]),
+        pos_known=torch.from_numpy(pos_known[inv]),
+        label=torch.from_numpy(np.fromiter((r.table.labels[r.i] for r in items), np.int64, n_batch)),
         subject=[r.table.subject for r in items],
         dataset=[r.table.dataset for r in items],
         key=[r.table.keys[r.i] for r in items],
@@ -595,6 +590,55 @@ def collate_windows(items: Sequence[Window], mask_bad_channels: bool = True) -> 
         ch_types=[list(r.table.fields["ch_types"]) for r in items],
         sfreq=float(sfreq),
     )
+
+
+def _recording_arrays(tables: Sequence[WindowTable], n_chans: int,
+                      mask_bad_channels: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions (U, C, 3), channel mask (U, C) and known-position mask (U, C) of U recordings, padded to C."""
+    pos = np.zeros((len(tables), n_chans, 3), np.float32)
+    chan_mask = np.zeros((len(tables), n_chans), bool)
+    pos_known = np.zeros((len(tables), n_chans), bool)
+    for k, t in enumerate(tables):
+        pos[k, : t.n_chans] = t.pos0
+        chan_mask[k, : t.n_chans] = t.good if mask_bad_channels else True
+        pos_known[k, : t.n_chans] = t.pos_known
+    return pos, chan_mask, pos_known
+
+
+@dataclass(frozen=True)
+class BatchRefs:
+    """A batch of windows from local shards with window tables, as (shard url, window) pairs.
+
+    What a DataLoader worker hands to the main process instead of the batch itself: a 6.5 MB batch
+    crossing processes costs a fresh shared-memory segment each time (allocated, zeroed, faulted in
+    and copied: ~6 ms here, 4x the read), a few hundred bytes of references cost nothing. The main
+    process then reads the windows from its own mapping of the shards (``read``), so workers still
+    do the shard drawing, filtering and shuffling, and the batch read is one copy per window.
+    """
+
+    refs: tuple[tuple[str, int], ...]
+    mask_bad_channels: bool = True
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def read(self) -> Batch:
+        tables = {url: open_table(url) for url in dict.fromkeys(url for url, _ in self.refs)}
+        for url, table in tables.items():
+            if table is None:
+                raise FileNotFoundError(f"shard {url} (read by a loader worker) cannot be opened in the main process")
+        return collate_windows([WindowRef(tables[url], i) for url, i in self.refs], self.mask_bad_channels)
+
+
+def collate_or_refer(items: Sequence[Window], mask_bad_channels: bool = True) -> Batch | BatchRefs:
+    """In a DataLoader worker, :class:`BatchRefs` for windows of local tables; else ``collate_windows``."""
+    if items and torch.utils.data.get_worker_info() is not None and all(type(r) is WindowRef for r in items):
+        return BatchRefs(tuple((r.table.url, r.i) for r in items), mask_bad_channels)
+    return collate_windows(items, mask_bad_channels)
+
+
+def _read_refs(batch: Batch | BatchRefs) -> Batch:
+    return batch.read() if type(batch) is BatchRefs else batch
 
 
 # --------------------------------------------------------------------------------------------------
@@ -659,8 +703,32 @@ class SeededShuffle(wds.PipelineStage, _EpochSeeded):
         self.bufsize = bufsize
 
     def run(self, src: Iterable[Any]) -> Iterator[Any]:
-        initial = min(_SHUFFLE_INITIAL, self.bufsize)
-        return wds.shuffle(self.bufsize, initial=initial, rng=self.next_rng())(iter(src))
+        return shuffle_buffer(src, self.bufsize, min(_SHUFFLE_INITIAL, self.bufsize), self.next_rng())
+
+
+def _uniforms(rng: random.Random, chunk: int = 4096) -> Iterator[float]:
+    """Endless floats in [0, 1) from ``rng``, drawn a chunk at a time (one call per item costs ~1 µs)."""
+    gen = np.random.Generator(np.random.PCG64(rng.getrandbits(64)))
+    while True:
+        yield from gen.random(chunk).tolist()
+
+
+def shuffle_buffer(src: Iterable[Any], bufsize: int, initial: int, rng: random.Random) -> Iterator[Any]:
+    """``wds.shuffle``'s algorithm with bulk random draws: items are yielded once ``initial`` are
+    buffered; until the buffer holds ``bufsize``, two items are read per item yielded; the buffer's
+    remainder comes out shuffled at the end. Every item comes out exactly once (test)."""
+    src, u, buf = iter(src), _uniforms(rng), []
+    for item in src:
+        buf.append(item)
+        if len(buf) < bufsize:
+            buf.extend(islice(src, 1))  # grow towards bufsize
+        if len(buf) < initial:
+            continue
+        k = int(next(u) * len(buf))
+        buf[k], buf[-1] = buf[-1], buf[k]
+        yield buf.pop()
+    rng.shuffle(buf)
+    yield from buf
 
 
 def split_by_rank(src: Iterable[Any], rank: int, world_size: int) -> Iterator[Any]:
@@ -698,7 +766,7 @@ def train_pipeline(
         SeededResampledShards(urls, seed, rank),
         partial(shard_windows, keep=sample_filter),
         SeededShuffle(shuffle_buffer, seed, rank) if shuffle_buffer > 1 else None,
-        wds.batched(batch_size, collation_fn=partial(collate_windows, mask_bad_channels=mask_bad_channels),
+        wds.batched(batch_size, collation_fn=partial(collate_or_refer, mask_bad_channels=mask_bad_channels),
                     partial=False),
     )
 
@@ -717,7 +785,7 @@ def eval_pipeline(
     ``batch_size=None`` yields :class:`Sample` objects instead of batches. A rank or worker may get
     no shard (more workers than shards): it then yields nothing rather than failing.
     """
-    collate = partial(collate_windows, mask_bad_channels=mask_bad_channels)
+    collate = partial(collate_or_refer, mask_bad_channels=mask_bad_channels)
     return wds.DataPipeline(
         wds.SimpleShardList(list(urls)),
         partial(split_by_rank, rank=rank, world_size=world_size),
@@ -736,6 +804,8 @@ class ShardLoader:
 
     With ``num_workers=0`` the pipeline is iterated directly: a torch ``DataLoader`` would add only
     its per-batch bookkeeping (a profiler range and ``default_convert``, ~5 µs per window here).
+    With workers, a batch of windows from local tables arrives as :class:`BatchRefs` and is read
+    here; batches of other shards (remote, no table) are decoded and collated in the workers.
     """
 
     def __init__(
@@ -758,7 +828,8 @@ class ShardLoader:
             # batch_size=None: the pipeline batches inside the workers (a worker yields whole batches).
             # Persistent workers keep their copy of the pipeline: the epoch set here does not reach
             # them, but their own pass counter (see _EpochSeeded) still makes every epoch draw anew.
-            self.loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+            # Pinning is done here for both paths: a worker's batch of local windows is read in this process.
+            self.loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers, pin_memory=False,
                                         collate_fn=_as_is, persistent_workers=persistent_workers)
 
     def set_epoch(self, epoch: int) -> None:
@@ -769,8 +840,8 @@ class ShardLoader:
             if isinstance(stage, _EpochSeeded):
                 stage.set_epoch(self.epoch)
         self.epoch += 1
-        batches = iter(self.pipeline) if self.loader is None else iter(self.loader)
-        if self.loader is None and self.pin_memory and torch.cuda.is_available():
+        batches = iter(self.pipeline) if self.loader is None else map(_read_refs, self.loader)
+        if self.pin_memory and torch.cuda.is_available():
             batches = (batch.pin_memory() for batch in batches)
         return batches if self.n_batches is None else islice(batches, self.n_batches)
 
