@@ -44,7 +44,7 @@ REAL_MANIFEST = "physionet_s001_imagery"  # the real subject in ../shared/data, 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # shipped beside data_manifests/
 
 TOKENIZER_STEPS = 200  # ~1 min on one core (configs/tokenizer/tiny.yaml: 1500)
-PRETRAIN_STEPS = 300  # ~15 s on one core (configs/pretrain/tiny_mae.yaml: 6000)
+PRETRAIN_STEPS = 300  # ~15 s on one core (configs/pretrain/tiny_mae.yaml: 2000); held-out NMSE ~0.42 by then
 DEEP_EPOCHS = 4  # fine-tuning and EEGNet, per fold (EEGNet: ~5 s an epoch on one core, 9 folds)
 DEEP_SETTINGS = {"max_epochs": DEEP_EPOCHS, "patience": 2}
 

@@ -56,11 +56,12 @@ def test_shapes_for_any_montage(attention: str, names: list[str]) -> None:
     assert logits.shape == (3, 3) and torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("pooling", ["mean", "attention"])
-def test_padding_does_not_change_real_windows(attention: str, pooling: str) -> None:
+@pytest.mark.parametrize("pooling, mix", [("mean", False), ("attention", False), ("mean", True)])
+def test_padding_does_not_change_real_windows(attention: str, pooling: str, mix: bool) -> None:
     """A window padded with junk channels (masked) gives what it gives alone: mixed montages batch safely."""
     torch.manual_seed(0)
-    model = NeuroTransformer({**TINY, "attention": attention, "pooling": pooling}, n_outputs=2).eval()
+    model = NeuroTransformer({**TINY, "attention": attention, "pooling": pooling, "neighbour_mix": mix},
+                             n_outputs=2).eval()
     x, pos = batch(TRAIN_MONTAGE[:5], b=1)
     alone = model(x, pos=pos)
     pad = 6
@@ -95,8 +96,10 @@ def test_unknown_positions_are_allowed() -> None:
     torch.testing.assert_close(model(x, pos=pos), model(x, pos=torch.nan_to_num(pos), pos_known=known))
 
 
-def test_gradients_reach_every_parameter(attention: str) -> None:
-    model = NeuroTransformer({**TINY, "attention": attention, "pooling": "attention"}, n_outputs=2)
+@pytest.mark.parametrize("mix", [False, True])
+def test_gradients_reach_every_parameter(attention: str, mix: bool) -> None:
+    model = NeuroTransformer({**TINY, "attention": attention, "pooling": "attention", "neighbour_mix": mix},
+                             n_outputs=2)
     x, pos = batch(TRAIN_MONTAGE)
     pos[:, 0] = float("nan")  # so the "unknown position" vector is used
     token_mask = torch.zeros(3, 8, 4, dtype=torch.bool)
@@ -175,10 +178,10 @@ def test_bad_input_gets_a_clear_error() -> None:
         NeuroTransformer(TINY, n_chans=4)(x, pos=pos)
 
 
-@pytest.mark.parametrize("attention", ["full", "criss_cross"])
-def test_causal_features_see_no_later_patch(attention: str) -> None:
+@pytest.mark.parametrize("attention, mix", [("full", False), ("criss_cross", False), ("full", True)])
+def test_causal_features_see_no_later_patch(attention: str, mix: bool) -> None:
     torch.manual_seed(0)
-    model = NeuroTransformer(BackboneConfig.from_name("tiny", attention=attention)).eval()
+    model = NeuroTransformer(BackboneConfig.from_name("tiny", attention=attention, neighbour_mix=mix)).eval()
     ps = model.config.patch_size
     x, pos = torch.randn(2, 5, 4 * ps) * 10, torch.randn(2, 5, 3) * 0.05
     changed = x.clone()
@@ -188,3 +191,45 @@ def test_causal_features_see_no_later_patch(attention: str) -> None:
     assert not torch.allclose(causal[:, :, 2:], causal_changed[:, :, 2:])
     full = model.forward_features(changed, pos)
     assert not torch.allclose(full[:, :, :2], causal_changed[:, :, :2])  # without causal the past sees the future
+
+
+def test_neighbour_weights_follow_distance_and_skip_self_padding_and_unknown() -> None:
+    from neurofm.models.layers import NeighbourMix
+
+    names = ["C3", "C1", "Cz", "C4", "Oz"]
+    pos = montage_positions(names)[None]  # (1, 5, 3)
+    known = torch.tensor([[True, True, True, True, False]])  # Oz: position unknown
+    real = torch.tensor([[True, True, True, False, True]])  # C4: a padded / bad channel
+    w = NeighbourMix(8, sigma=0.03).weights(pos, known, real)[0]  # (5, 5)
+    assert torch.all(w.diagonal() == 0)
+    assert torch.all(w[:, 3] == 0) and torch.all(w[:, 4] == 0)  # nobody mixes in C4 or Oz
+    torch.testing.assert_close(w[:3].sum(-1), torch.ones(3))
+    assert torch.all(w[3:] == 0)  # C4 and Oz themselves get nothing (padded / unplaced)
+    assert w[0, 1] > w[0, 2]  # C3: C1 is nearer than Cz
+    assert w[2, 1] > w[2, 0]  # Cz: C1 is nearer than C3
+
+
+def test_neighbour_mix_gives_a_masked_token_its_neighbours_signal() -> None:
+    """At initialisation, a masked token's features depend on its neighbours' patch only with the mix.
+
+    (Without it, on average-referenced data uniform attention averages the other channels to ~0:
+    the masked-reconstruction plateau of docs/pretraining.md.)"""
+    names = ["C3", "C1", "Cz", "C2", "C4"]
+    x, pos = batch(names, b=1, n_times=100)
+    token_mask = torch.zeros(1, 5, 2, dtype=torch.bool)
+    token_mask[0, 2, 0] = True  # Cz, patch 0 masked
+    changed = x.clone()
+    changed[0, 1, :50] += 20.0  # C1's patch 0 (Cz's nearest neighbour)
+
+    def moved(mix: bool) -> float:
+        """How much the masked token entering the first block moves when C1's patch changes."""
+        torch.manual_seed(0)
+        model = NeuroTransformer({**TINY, "neighbour_mix": mix}).eval()
+        seen = []
+        model.blocks[0].register_forward_pre_hook(lambda _, args: seen.append(args[0][0, 2, 0].clone()))
+        model.forward_features(x, pos=pos, token_mask=token_mask)
+        model.forward_features(changed, pos=pos, token_mask=token_mask)
+        return float((seen[0] - seen[1]).norm() / seen[0].norm())
+
+    assert moved(False) == 0.0  # the masked token is the mask embedding + its position, nothing else
+    assert moved(True) > 0.05

@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..hub import StrictHubMixin
 from .config import BackboneConfig, resolve_backbone_config
-from .layers import AttentionPool, Block, RMSNorm
+from .layers import AttentionPool, Block, NeighbourMix, RMSNorm
 
 
 class BackboneInputError(ValueError):
@@ -124,6 +124,7 @@ class NeuroTransformer(nn.Module, StrictHubMixin, library_name="neurofm"):
             self.embed = CodeEmbed(cfg.n_q, cfg.codebook_size, cfg.frames_per_patch, cfg.dim)
         self.pos_enc = FourierPositionEncoding(cfg.dim, cfg.fourier_bands, cfg.pos_scale, cfg.time_scale)
         self.mask_token = nn.Parameter(torch.zeros(cfg.dim))
+        self.neighbour_mix = NeighbourMix(cfg.dim, cfg.neighbour_sigma) if cfg.neighbour_mix else None
         self.blocks = nn.ModuleList(
             Block(cfg.dim, cfg.heads, cfg.mlp_hidden, attention=cfg.attention, mlp=cfg.mlp, qk_norm=cfg.qk_norm,
                   dropout=cfg.dropout, eps=cfg.norm_eps)
@@ -188,6 +189,8 @@ class NeuroTransformer(nn.Module, StrictHubMixin, library_name="neurofm"):
             if token_mask.shape != (b, c, p):
                 raise BackboneInputError(f"token_mask has shape {tuple(token_mask.shape)}, expected {(b, c, p)}")
             tokens = torch.where(token_mask[..., None], self.mask_token.to(tokens.dtype), tokens)
+        if self.neighbour_mix is not None:
+            tokens = self.neighbour_mix(tokens, self.neighbour_mix.weights(pos.float(), pos_known, chan_mask))
         tokens = tokens + self.pos_enc(pos.to(tokens.dtype), pos_known, p)
         # No mask when every channel is real: SDPA's fused (flash) kernels take no arbitrary mask.
         attn_mask = None if bool(chan_mask.all()) else chan_mask

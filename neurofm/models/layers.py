@@ -107,6 +107,35 @@ class GridAttention(nn.Module):
         return torch.cat([s_out, t_out], dim=3)  # (B, C, P, H, hd)
 
 
+class NeighbourMix(nn.Module):
+    """Each token gets a learned map of the distance-weighted mean of the same patch on nearby electrodes.
+
+    ``tokens + W · Σ_j a_ij · tokens_j`` with ``a_ij ∝ exp(-|p_i - p_j|² / 2σ²)`` over the other real
+    channels with a known position (j ≠ i; rows without any neighbour get 0). A conditional position
+    encoding from electrode geometry (CBraMod's convolutional one needs a fixed channel order): it
+    works on any montage, and it gives a masked token its neighbours' signal before any attention
+    has learned where to look. Without it, on average-referenced EEG, uniform attention averages the
+    other channels to ~0 and masked-patch reconstruction sits at NMSE ≈ 1 for thousands of steps
+    (docs/pretraining.md).
+    """
+
+    def __init__(self, dim: int, sigma: float) -> None:
+        super().__init__()
+        self.sigma = sigma
+        self.proj = nn.Linear(dim, dim, bias=False)
+
+    def weights(self, pos: Tensor, pos_known: Tensor, chan_mask: Tensor) -> Tensor:
+        """(B, C, 3) metres, (B, C), (B, C) → (B, C, C) rows summing to 1 (or 0: no neighbour)."""
+        d2 = torch.cdist(pos, pos).square()  # (B, C, C)
+        valid = (pos_known & chan_mask)[:, None, :] & (pos_known & chan_mask)[:, :, None]
+        valid &= ~torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
+        w = torch.exp(-d2 / (2 * self.sigma ** 2)) * valid  # (B, C, C)
+        return w / w.sum(-1, keepdim=True).clamp_min(1e-12)
+
+    def forward(self, tokens: Tensor, weights: Tensor) -> Tensor:  # (B, C, P, D), (B, C, C) -> (B, C, P, D)
+        return tokens + self.proj(torch.einsum("bij,bjpd->bipd", weights.to(tokens.dtype), tokens))
+
+
 class Block(nn.Module):
     """Pre-norm (RMSNorm) attention + GLU MLP, each with a residual."""
 
