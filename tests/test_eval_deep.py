@@ -74,9 +74,67 @@ def test_probes_choose_their_penalty_on_validation() -> None:
 
 
 def test_unsupported_combinations_are_clear() -> None:
-    with pytest.raises(ValueError, match="only adapt=scratch"):
+    with pytest.raises(ValueError, match="needs pretrained weights"):
         build_model("labram", adapt="finetune")
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        build_model("labram", adapt="finetune", weights="braindecode/labram-pretrained")
     with pytest.raises(ValueError, match="adapt must be 'scratch'"):
         build_model("csp_lda", adapt="linear")
     with pytest.raises(RuntimeError, match="never downloads"):
         deep.NETS["reve"][0](None, 2, {})
+
+
+def _saved_eegnet(data, folder: Path, **changes) -> dict[str, torch.Tensor]:
+    """A "pretrained" EEGNet for ``data``'s montage saved as model.safetensors; its state dict."""
+    import safetensors.torch
+
+    net = deep.NETS["eegnet"][0](data, 2, {})
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    for key, value in changes.items():
+        if value is None:
+            del state[key]
+        else:
+            state[key] = value
+    folder.mkdir(parents=True, exist_ok=True)
+    safetensors.torch.save_file(state, str(folder / "model.safetensors"))
+    return state
+
+
+def test_braindecode_weights_load_strictly_except_the_head(mi_index: Path, tmp_path: Path) -> None:  # noqa: F811
+    from neurofm.hub import CheckpointMismatchError
+
+    data = load_eval_data(mi_index)
+    torch.manual_seed(1)
+    saved = _saved_eegnet(data, tmp_path / "good")
+    torch.manual_seed(2)  # a different random init: everything but the head must come from the file
+    net = deep.NETS["eegnet"][0](data, 3, {"weights": str(tmp_path / "good")})
+    for key, value in net.state_dict().items():
+        if key.startswith("final_layer."):
+            assert key not in saved or value.shape != saved[key].shape or not torch.equal(value, saved[key])
+        else:
+            assert torch.equal(value, saved[key]), key
+    a_key = next(k for k in saved if not k.startswith("final_layer.") and k.endswith("weight"))
+    _saved_eegnet(data, tmp_path / "missing", **{a_key: None})
+    with pytest.raises(CheckpointMismatchError, match=f"missing from the file: {a_key}"):
+        deep.NETS["eegnet"][0](data, 2, {"weights": str(tmp_path / "missing")})
+    _saved_eegnet(data, tmp_path / "extra", **{"blocks.extra.weight": torch.zeros(3)})
+    with pytest.raises(CheckpointMismatchError, match="not in the network: blocks.extra.weight"):
+        deep.NETS["eegnet"][0](data, 2, {"weights": str(tmp_path / "extra")})
+    _saved_eegnet(data, tmp_path / "shape", **{a_key: torch.zeros(1, 1)})
+    with pytest.raises(CheckpointMismatchError, match=f"shape in the file vs the network: {a_key}"):
+        deep.NETS["eegnet"][0](data, 2, {"weights": str(tmp_path / "shape")})
+
+
+def test_braindecode_linear_probe_and_finetune_from_local_weights(mi_index: Path, tmp_path: Path) -> None:  # noqa: F811
+    data = load_eval_data(mi_index)
+    _saved_eegnet(data, tmp_path / "w")
+    options = {"weights": str(tmp_path / "w"), "settings": FAST}
+    linear = run_benchmark("eegnet", mi_index, "loso", adapt="linear", seeds=(0,), out=tmp_path / "r",
+                           progress=False, model_options=options)
+    row = linear.rows[0]
+    assert linear.n_done == 4 and row["adapt"] == "linear" and row["model"] == f"eegnet:{tmp_path / 'w'}"
+    assert row["weights_sha256"] and 0 <= row["metrics"]["balanced_accuracy"] <= 1
+    fold = make_folds(data, "loso", seeds=(0,))[0]
+    model = build_model("eegnet", adapt="finetune", **options)
+    model.fit(data.take(fold.train), data.take(fold.val), seed=0)
+    assert model.predict_proba(data.x[fold.test]).shape == (fold.test.size, 2)

@@ -80,12 +80,20 @@ def register_net(name: str, normalize: str = "zscore") -> Callable[[NetFactory],
 
 
 def _braindecode(cls_name: str) -> NetFactory:
+    """A braindecode model built for the data; ``options["weights"]``: a local folder of pretrained
+    weights, loaded strictly except the head (``weights.load_pretrained``); other options go to the class."""
     def factory(data: EvalData, n_outputs: int, options: dict[str, Any]) -> nn.Module:
         import braindecode.models
 
+        from .weights import load_pretrained
+
         cls = getattr(braindecode.models, cls_name)
-        return cls(n_chans=len(data.ch_names), n_outputs=n_outputs, n_times=data.x.shape[-1], sfreq=data.sfreq,
-                   chs_info=chs_info(data), **options)
+        kwargs = {k: v for k, v in options.items() if k != "weights"}
+        net = cls(n_chans=len(data.ch_names), n_outputs=n_outputs, n_times=data.x.shape[-1], sfreq=data.sfreq,
+                  chs_info=chs_info(data), **kwargs)
+        if options.get("weights"):
+            load_pretrained(net, options["weights"])
+        return net
     return factory
 
 
@@ -262,7 +270,8 @@ def features(net: nn.Module, x: np.ndarray, sha: str, batch_size: int = 64) -> n
     net.eval()
     for start in range(0, len(todo), batch_size):
         idx = todo[start:start + batch_size]
-        out = net(torch.from_numpy(x[idx])).float().numpy()
+        out = net(torch.from_numpy(x[idx])).float().reshape(len(idx), -1).numpy()  # (n, D): a headless
+        # braindecode network may return unflattened features
         for i, f in zip(idx, out):
             _FEATURES[(sha, digests[i])] = f
     return np.stack([_FEATURES[(sha, d)] for d in digests])
@@ -339,14 +348,17 @@ class DeepModel:
         if self.settings.lora_rank and self.adapt != "finetune":
             raise ValueError(f"lora_rank={self.settings.lora_rank} adapts a pretrained network: adapt must be "
                              f"'finetune', not {self.adapt!r}")
-        if self.adapt != "scratch" and self.net_name != "neurofm":
-            # braindecode foundation models cannot load weights here (no download): only from scratch.
-            raise ValueError(f"{self.net_name}: only adapt=scratch (no pretrained weights available offline); "
-                             "linear probing and fine-tuning are for neurofm checkpoints (weights=...)")
         weights = self.net_options.get("weights")
+        if self.adapt != "scratch" and self.net_name != "neurofm" and not weights:
+            # nothing is downloaded: braindecode's foundation models start from a local folder or from scratch
+            raise ValueError(f"{self.net_name}: adapt={self.adapt!r} needs pretrained weights: pass a local "
+                             "folder as weights= (model.safetensors, e.g. from save_pretrained); without weights "
+                             "only adapt=scratch")
         if weights and self.net_name != "neurofm":
-            raise ValueError(f"{self.net_name}: weights= is only for neurofm backbones")
-        self.model_id = f"neurofm:{weights}" if weights else self.net_name
+            from .weights import weights_file
+
+            weights_file(weights)  # a local folder with a weights file, or a clear error now
+        self.model_id = f"{self.net_name}:{weights}" if weights else self.net_name
         if self.settings.lora_rank:  # the leaderboard ranks LoRA apart from full fine-tuning
             self.model_id += f"+lora{self.settings.lora_rank}"
         # the pretrained start point's identity goes into the config, so changed weights are a new experiment
@@ -361,9 +373,9 @@ class DeepModel:
         self.mean = x.mean(axis=(0, 2), keepdims=True)[0] if zscore else 0.0  # (C, 1) from training windows
         self.std = x.std(axis=(0, 2), keepdims=True)[0] + 1e-6 if zscore else 1.0
         # no classes (regression): no head; only adapt=linear gets here (``tasks``)
-        self.net = NETS[self.net_name][0](train, self.n_classes or None, self.net_options)  # weights=: neurofm only
+        self.net = NETS[self.net_name][0](train, self.n_classes or None, self.net_options)
         if self.adapt == "linear":
-            self.net.reset_head(None)
+            _remove_head(self.net)
             self._weights_sha = weights_sha256(self.net)
             f_train = features(self.net, self._norm(x), self._weights_sha)
             f_val = None if val is None else (features(self.net, self._norm(val.x), self._weights_sha), val.y)
@@ -422,13 +434,24 @@ def _with_lora(net: nn.Module, net_name: str, settings: TrainSettings) -> nn.Mod
 
 
 def _weights_file_sha256(weights: str) -> str | None:
-    """sha256 of a local save_pretrained folder's model.safetensors (None for a hub id)."""
+    """sha256 of a local folder's weights file (model.safetensors or pytorch_model.bin; None for a hub id)."""
     from pathlib import Path
 
     from ..pipelines.shards import sha256_file
+    from .weights import weights_file
 
-    file = Path(weights) / "model.safetensors"
-    return sha256_file(file) if file.is_file() else None
+    return sha256_file(weights_file(weights)) if Path(weights).expanduser().is_dir() else None
+
+
+def _remove_head(net: nn.Module) -> None:
+    """Linear probing: our backbone's ``reset_head(None)``; braindecode's ``final_layer`` → identity."""
+    from ..models.backbone import NeuroTransformer
+    from .weights import drop_head
+
+    if isinstance(net, NeuroTransformer):
+        net.reset_head(None)
+    else:
+        drop_head(getattr(net, "net", net))  # Labram is wrapped (_WithChannelNames)
 
 
 def _deep_factory(name: str) -> Callable[..., DeepModel]:
