@@ -88,7 +88,8 @@ def write_json_atomic(path: str | Path, obj: Any, durable: bool = True, indent: 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=indent, allow_nan=False, separators=None if indent else (",", ":"))
+            # dumps, not dump: json.dump always encodes in Python, dumps uses the C encoder without an indent
+            f.write(json.dumps(obj, indent=indent, allow_nan=False, separators=None if indent else (",", ":")))
             f.flush()
             if durable:
                 os.fsync(f.fileno())
