@@ -80,8 +80,6 @@ def test_unsupported_combinations_are_clear() -> None:
         build_model("labram", adapt="finetune", weights="braindecode/labram-pretrained")
     with pytest.raises(ValueError, match="adapt must be 'scratch'"):
         build_model("csp_lda", adapt="linear")
-    with pytest.raises(RuntimeError, match="never downloads"):
-        deep.NETS["reve"][0](None, 2, {})
 
 
 def _saved_eegnet(data, folder: Path, **changes) -> dict[str, torch.Tensor]:
@@ -138,3 +136,19 @@ def test_braindecode_linear_probe_and_finetune_from_local_weights(mi_index: Path
     model = build_model("eegnet", adapt="finetune", **options)
     model.fit(data.take(fold.train), data.take(fold.val), seed=0)
     assert model.predict_proba(data.x[fold.test]).shape == (fold.test.size, 2)
+
+
+def test_reve_builds_offline_from_a_prefetched_position_bank(mi_index: Path, tmp_path: Path,  # noqa: F811
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import mne
+
+    monkeypatch.setenv("REVE_POSITIONS_PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match=f"never downloads.*{tmp_path / 'reve_positions.json'}"):
+        deep.NETS["reve"][0](None, 2, {})
+    pos = mne.channels.make_standard_montage("colin27_1005").get_positions()["ch_pos"]
+    (tmp_path / "reve_positions.json").write_text(json.dumps({n: [float(v) for v in p] for n, p in pos.items()}))
+    data = load_eval_data(mi_index)
+    net = deep.NETS["reve"][0](data, 2, {"embed_dim": 32, "depth": 1, "heads": 2, "head_dim": 16})
+    assert net(torch.from_numpy(data.x[:2].astype(np.float32))).shape == (2, 2)

@@ -120,9 +120,18 @@ def _labram(data: EvalData, n_outputs: int, options: dict[str, Any]) -> nn.Modul
 
 @register_net("reve")
 def _reve(data: EvalData, n_outputs: int, options: dict[str, Any]) -> nn.Module:
-    raise RuntimeError("braindecode's REVE downloads its electrode-position bank from the Hugging Face hub when it "
-                       "is built; this harness never downloads at run time (prefetch it and pass a local "
-                       "weights folder once supported)")
+    """braindecode's REVE, built only when its electrode-position bank is already on disk (never downloaded)."""
+    from pathlib import Path
+
+    from mne.datasets.utils import _get_path
+
+    bank = Path(_get_path(None, "REVE_POSITIONS_PATH", "REVE positions")) / "reve_positions.json"
+    if not bank.is_file():
+        raise RuntimeError("braindecode's REVE downloads its electrode-position bank when it is built, and this "
+                           f"harness never downloads at run time: prefetch reve_positions.json "
+                           f"(https://huggingface.co/brain-bzh/reve-positions) to {bank} "
+                           "(or set REVE_POSITIONS_PATH to its folder)")
+    return _braindecode("REVE")(data, n_outputs, options)
 
 
 @register_net("neurofm", normalize="none")
