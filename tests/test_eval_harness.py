@@ -254,7 +254,8 @@ def test_classical_penalty_selection_sees_no_test_window(model: str, mi_index: P
     monkeypatch.setattr(models.FeatureModel, "fit", fit)
     monkeypatch.setattr(models.BandPass, "transform", spy(models.BandPass.transform))  # ts_lr's first step
     monkeypatch.setattr(bandpower.LogBandPower, "transform", spy(bandpower.LogBandPower.transform))  # bp_lr's
-    summary = run_benchmark(model, mi_index, "loso", seeds=(0,), out=tmp_path, progress=False)
+    summary = run_benchmark(model, mi_index, "loso", seeds=(0,), out=tmp_path, progress=False,
+                            model_options={"c": None})  # C chosen on the validation split
     data = load_eval_data(mi_index)
     assert len(fits) == len(summary.rows) == len(data.subjects)
     for row, seen in zip(summary.rows, fits):

@@ -56,3 +56,18 @@ def test_logistic_c_follows_the_validation_split():
     flipped = ValidatedLogistic(seed=0).fit(f, y > 0, (f_val, y_val <= 0))  # a validation set that disagrees
     assert flipped.selected["val_balanced_accuracy"] < 0.5 and flipped.selected["C"] != head.selected["C"]
     assert ValidatedLogistic(seed=0).fit(f, y > 0).selected == {"C": 1.0, "by": "default (no validation split)"}
+
+
+def test_logistic_keeps_c_1_unless_clearly_beaten_on_validation():
+    from neurofm.eval.penalty import select_c
+
+    scores = [(0.60, -0.7), (0.70, -0.6), (0.66, -0.65)]  # default (index 0) at 0.60
+    assert select_c(scores, 0, n_val=10) == 0  # +0.10 < one s.e. (0.155 at n = 10): keep the default
+    assert select_c(scores, 0, n_val=1000) == 1  # +0.10 > one s.e. (0.015): the best
+    assert select_c([(1.0, -0.1), (1.0, -0.01)], 0, n_val=6) == 0  # a tie on accuracy never moves away
+    rng = np.random.default_rng(2)
+    w = rng.normal(size=10)
+    f, y = _linear(80, rng, w, 0.5)
+    f_val, y_val = _linear(6, rng, w, 0.5)
+    selected = ValidatedLogistic(seed=0).fit(f, y > 0, (f_val, y_val > 0)).selected
+    assert selected["C"] == 1.0 and selected["val_windows"] == 6
