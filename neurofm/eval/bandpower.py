@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from scipy.signal import welch
+from sklearn.base import BaseEstimator, TransformerMixin
 
 # Hz, [low, high): the classical EEG bands (gamma stops below 50 Hz mains).
 BANDS: dict[str, tuple[float, float]] = {"delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0),
@@ -60,7 +61,7 @@ def log_bandpower(x: np.ndarray, sfreq: float, bands: dict[str, tuple[float, flo
     return POWER_FEATURES[power](band_log_power(x, sfreq, bands)).reshape(len(x), -1)  # (N, C, B') -> (N, C·B')
 
 
-class LogBandPower:
+class LogBandPower(TransformerMixin, BaseEstimator):
     """sklearn transformer around :func:`log_bandpower` (stateless: nothing is fitted)."""
 
     def __init__(self, sfreq: float, bands: dict[str, tuple[float, float]] = BANDS, power: str = "absolute") -> None:
@@ -71,9 +72,3 @@ class LogBandPower:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return log_bandpower(x, self.sfreq, self.bands, self.power)
-
-    def fit_transform(self, x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
-        return self.transform(x)
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"sfreq": self.sfreq, "bands": self.bands, "power": self.power}

@@ -313,14 +313,9 @@ def fit_probe(kind: str, f_train: np.ndarray, y_train: np.ndarray, val: tuple[np
 def fit_regression_probe(f_train: np.ndarray, y_train: np.ndarray,
                          val: tuple[np.ndarray, np.ndarray] | None) -> Any:
     """Ridge regression on standardised features; its penalty by validation MSE (else leave-one-out)."""
-    from sklearn.linear_model import Ridge, RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from .penalty import ValidatedRidge
 
-    if val is None:
-        return make_pipeline(StandardScaler(), RidgeCV(alphas=_PENALTIES)).fit(f_train, y_train)
-    fitted = [make_pipeline(StandardScaler(), Ridge(alpha=a)).fit(f_train, y_train) for a in _PENALTIES]
-    return min(fitted, key=lambda probe: float(np.mean((probe.predict(val[0]) - val[1]) ** 2)))
+    return ValidatedRidge(alphas=tuple(float(a) for a in _PENALTIES)).fit(f_train, y_train, val)
 
 
 def probe_proba(probe: Any, f: np.ndarray, n_classes: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from .data import EvalData
 from .penalty import DEFAULT_C, LOGISTIC_CS, RIDGE_ALPHAS, ValidatedLogistic, ValidatedRidge  # noqa: F401 - re-exported
@@ -77,7 +78,7 @@ def config_sha256(config: dict[str, Any]) -> str:
 # classical pipelines (scikit-learn, MNE, pyriemann)
 
 
-class BandPass:
+class BandPass(TransformerMixin, BaseEstimator):
     """sklearn transformer: zero-phase IIR band-pass of (N, C, T) windows (stateless: nothing is fitted)."""
 
     def __init__(self, sfreq: float, band: tuple[float, float]) -> None:
@@ -90,14 +91,6 @@ class BandPass:
         import mne
 
         return mne.filter.filter_data(x.astype(np.float64), self.sfreq, *self.band, method="iir", verbose="error")
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"sfreq": self.sfreq, "band": self.band}
-
-    def set_params(self, **params: Any) -> BandPass:
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
 
 
 @dataclass

@@ -118,5 +118,5 @@ def check_supports(model: Any, task: str, dataset: str) -> None:
     able = sorted(name for name, tasks in MODEL_TASKS.items() if task in tasks)
     raise ValueError(f"{model.model_id} does {list(model_tasks(model))} only, but {dataset} is a {task} dataset; "
                      f"models that do {task}: {able or 'none registered'}"
-                     + ("; our backbone does regression with adapt=linear and settings.probe=ridge"
+                     + ("; our backbone does regression with adapt=linear (a ridge probe on its features)"
                         if task == "regression" else ""))

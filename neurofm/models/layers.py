@@ -37,13 +37,14 @@ class GLUMLP(nn.Module):
 
 
 def _attend(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, dropout: float,
-            allowed: Tensor | None = None) -> Tensor:
+            allowed: Tensor | None = None, causal: bool = False) -> Tensor:
     """SDPA over ``(N, H, L, hd)``; ``key_mask`` (N, L) True = a key that may be attended to;
-    ``allowed`` (L, L) True where query i may attend to key j (causal attention), None: everywhere."""
+    ``allowed`` (L, L) True where query i may attend to key j, None: everywhere; ``causal``: key j <= i
+    only (SDPA's own ``is_causal``, which keeps the fused kernels; no other mask may be given with it)."""
     mask = None if key_mask is None else key_mask[:, None, None, :]  # (N, 1, 1, L)
     if allowed is not None:
         mask = allowed if mask is None else mask & allowed  # (N, 1, L, L) or (L, L)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal)
 
 
 def time_causal_mask(n_chans: int, n_patches: int, device: torch.device) -> Tensor:
@@ -102,8 +103,7 @@ class GridAttention(nn.Module):
         s_out = _attend(sq, sk, sv, s_mask, drop).reshape(b, p, half, c, hd).permute(0, 3, 1, 2, 4)  # (B, C, P, h/2, hd)
         # temporal heads: for each (batch, channel), a sequence over patches (all real)
         tq, tk, tv = (t[..., half:, :].permute(0, 1, 3, 2, 4).reshape(b * c, h - half, p, hd) for t in (q, k, v))
-        allowed = torch.ones(p, p, dtype=torch.bool, device=q.device).tril() if causal else None  # (P, P)
-        t_out = _attend(tq, tk, tv, None, drop, allowed).reshape(b, c, h - half, p, hd).transpose(2, 3)  # (B, C, P, h/2, hd)
+        t_out = _attend(tq, tk, tv, None, drop, causal=causal).reshape(b, c, h - half, p, hd).transpose(2, 3)  # (B, C, P, h/2, hd)
         return torch.cat([s_out, t_out], dim=3)  # (B, C, P, H, hd)
 
 
