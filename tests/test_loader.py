@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -77,6 +78,18 @@ def test_load_index_resolves_urls(index_path: Path, tmp_path: Path) -> None:
         entry["url"] = url
     (tmp_path / "index.json").write_text(json.dumps(raw))
     assert [s.url for s in load_index(tmp_path / "index.json").shards[:3]] == kept
+
+
+def test_relative_urls_resolve_through_links_and_parent_folders(index_path: Path, tmp_path: Path) -> None:
+    link = tmp_path / "linked"
+    link.symlink_to(index_path.parent, target_is_directory=True)
+    urls = [s.url for s in load_index(link / "index.json").shards]
+    assert urls == [s.url for s in load_index(index_path).shards]  # the link's target, as Path.resolve gives
+    raw = json.loads(index_path.read_text())
+    (tmp_path / "elsewhere").mkdir()
+    raw["shards"][0]["url"] = os.path.relpath(urls[0], tmp_path / "elsewhere")  # "../../…/shards/x.tar"
+    (tmp_path / "elsewhere" / "index.json").write_text(json.dumps(raw))
+    assert load_index(tmp_path / "elsewhere").shards[0].url == urls[0]
 
 
 def test_missing_index_names_the_path(tmp_path: Path) -> None:
@@ -279,6 +292,35 @@ def test_shuffle_buffer_yields_every_item_once_and_shuffles(n: int, bufsize: int
                                                                                   random.Random(1)))
         # a bounded buffer: an item never comes out before the item `bufsize` places ahead has been read
         assert all(item <= 2 * (i + 1) + initial for i, item in enumerate(out))
+
+
+def test_persistent_workers_read_one_stream_across_epochs(index_path: Path) -> None:
+    # An epoch is the next n batches of one endless stream: two epochs of 3 are the 6 batches of
+    # one epoch of 6; no worker restarts its pipeline (and re-draws) between epochs.
+    def loader(n: int, persistent: bool = True):
+        dm = ShardDataModule(index_path, batch_size=4, num_workers=2, seed=3, shuffle_buffer=16,
+                             train_batches_per_epoch=n, persistent_workers=persistent)
+        return dm.train_dataloader()
+
+    three, six = loader(3), loader(6)
+    assert three.continuous and epoch_keys(three) + epoch_keys(three) == epoch_keys(six)
+    fresh = loader(3, persistent=False)  # workers re-created per epoch: each epoch seeded anew
+    assert not fresh.continuous
+    first, second = epoch_keys(fresh), epoch_keys(fresh)
+    assert len(first) == len(second) == 3 and first != second
+
+
+def test_worker_batch_references_travel_in_groups_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    refs = [loader_module.BatchRefs((("a.tar", i),)) for i in range(6)]
+    decoded = Batch.__new__(Batch)  # a batch decoded in the worker (a shard without a table)
+    items = [*refs[:5], decoded, refs[5]]
+    assert list(loader_module.group_refs(iter(items), 2)) == items  # main process: unchanged
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: object())
+    out = list(loader_module.group_refs(iter(items), 2))
+    Group = loader_module.RefGroup
+    assert out == [Group(tuple(refs[0:2])), Group(tuple(refs[2:4])), Group((refs[4],)), decoded, Group((refs[5],))]
+    monkeypatch.setattr(loader_module.BatchRefs, "read", lambda self: self.refs[0][1])
+    assert list(loader_module._read_refs(out)) == [0, 1, 2, 3, 4, decoded, 5]
 
 
 def test_with_epoch_gives_exactly_n_batches(index_path: Path) -> None:

@@ -232,3 +232,14 @@ def test_held_batches_are_never_overwritten(index_path: Path) -> None:
     for x, ref, again in zip(first, expected, second, strict=True):
         torch.testing.assert_close(x, ref.x[1:], rtol=0, atol=0)
         assert again.x.data_ptr() not in {y.data_ptr() for y in first}
+
+
+def test_positions_from_json_values() -> None:
+    pos = windowtable.positions([[0.1, None, 0.3], [None, None, None]], 2, "w")
+    assert pos.dtype == np.float32 and pos.shape == (2, 3)
+    np.testing.assert_array_equal(np.isnan(pos), [[False, True, False], [True, True, True]])
+    assert windowtable.positions([], 0, "w").shape == (0, 3)
+    assert np.isnan(windowtable.positions(None, 2, "w")).all()
+    for bad in ([[0.1, 0.2], [0.1, 0.2, 0.3]], [[0.1, 0.2, "x"]], [[0.1, 0.2, 0.3]]):
+        with pytest.raises(ValueError, match="table of s.tar: ch_pos"):
+            windowtable.positions(bad, 2, "table of s.tar")

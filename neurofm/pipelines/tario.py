@@ -39,6 +39,11 @@ def is_local_tar(url: str) -> bool:
             head = f.read(_TAR_BLOCK)
     except OSError:
         return False  # webdataset raises its own error, naming the url
+    return is_ustar(head)
+
+
+def is_ustar(head: bytes | memoryview) -> bool:
+    """Whether a file starting with ``head`` is an uncompressed ustar/pax tar (or shorter than one block)."""
     return len(head) < _TAR_BLOCK or head[257:262] == b"ustar"
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .tario import grouped_members, is_local_tar, map_file, npy_layout
+from .tario import grouped_members, is_ustar, map_file, npy_layout
 
 TABLE_FORMAT = "neurofm-windows/1"
 TABLE_SUFFIX = ".windows.json"
@@ -46,8 +46,12 @@ def positions(ch_pos: Any, n_chans: int, where: str) -> np.ndarray:
     """``ch_pos`` from a window's JSON as (n_chans, 3) float32 metres, NaN where unknown."""
     if ch_pos is None:
         return np.full((n_chans, 3), np.nan, dtype=np.float32)
-    rows = [[np.nan if v is None else v for v in p] for p in ch_pos]
-    pos = np.asarray(rows, dtype=np.float32).reshape(-1, 3) if rows else np.zeros((0, 3), np.float32)
+    try:
+        pos = np.asarray(ch_pos, dtype=np.float32)  # JSON null -> NaN
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: ch_pos is not a list of [x, y, z] numbers ({err})") from err
+    if pos.size == 0:
+        pos = pos.reshape(0, 3)
     if pos.shape != (n_chans, 3):
         raise ValueError(f"{where}: ch_pos has shape {pos.shape}, expected ({n_chans}, 3)")
     return pos
@@ -234,10 +238,12 @@ def write_table(shard: str | Path, shard_sha256: str | None = None) -> Path | No
 
 def _read_sidecar(url: str, view: memoryview) -> WindowTable | None:
     path = table_path(url)
-    if not path.is_file():
+    try:
+        text = path.read_bytes()
+    except OSError:  # no sidecar (or not a readable file): the shard is scanned instead
         return None
     try:
-        table = WindowTable.from_json(json.loads(path.read_text()), url)
+        table = WindowTable.from_json(json.loads(text), url)
         problem = table.mismatch(view)
     except (ValueError, KeyError, TypeError) as err:
         problem = f"unreadable ({type(err).__name__}: {err})"
@@ -249,9 +255,12 @@ def _read_sidecar(url: str, view: memoryview) -> WindowTable | None:
 
 @lru_cache(maxsize=128)
 def _open(url: str, size: int, mtime_ns: int) -> WindowTable | None:
-    if not is_local_tar(url):
+    try:
+        view = map_file(url)
+    except OSError:
+        return None  # webdataset raises its own error, naming the url
+    if not is_ustar(view[:512]):
         return None
-    view = map_file(url)
     table = _read_sidecar(url, view) or build_table(url, view)
     if table is not None:
         table.view = view

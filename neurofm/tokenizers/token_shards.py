@@ -117,7 +117,8 @@ def load_token_index(path: str | Path) -> TokenIndex:
     where = str(file)
     tokens = _field(raw, "tokens", dict, where)
     dataset = _field(raw, "dataset", str, where)
-    shards = [_shard(e, i, dataset, file.parent, where) for i, e in enumerate(_field(raw, "shards", list, where))]
+    root = file.parent.resolve()
+    shards = [_shard(e, i, dataset, root, where) for i, e in enumerate(_field(raw, "shards", list, where))]
     return TokenIndex(
         path=file, dataset=dataset, n_q=_field(tokens, "n_q", int, f"{where}: tokens"),
         codebook_size=_field(tokens, "codebook_size", int, f"{where}: tokens"),
