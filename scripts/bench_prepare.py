@@ -11,7 +11,9 @@ as data_manifests/physionet_s001_all.yaml cuts them; ``--synthetic`` adds synthe
 3. reading every window of the prepared dataset: ``iter_samples`` (eval mode, one Sample at a time),
    the DataModule eval and train loaders, against ``np.load(mmap_mode="r")`` of one .npy holding the
    same windows, read window by window and each copied (in order, and in a random order: the
-   like-for-like baseline of the shuffling train loader), or in batches.
+   like-for-like baseline of the shuffling train loader), or in batches. First epochs (window tables
+   read and shards mapped anew) are compared with a memmap mapped anew, later epochs (the loader keeps
+   its shards mapped) with a memmap kept open across passes.
 
 Every timing is repeated ``--repeats`` times, round robin (so a change of machine load hits all of them
 alike), after one untimed warm-up; the table shows the best and the median, and the ratios use the best
@@ -154,17 +156,23 @@ def memmap_windows(index: Path, npy: Path) -> int:
     return len(windows)
 
 
-def memmap_windows_iter(npy: Path, order: str = "in order") -> Iterator[np.ndarray]:
+def open_memmap(npy: Path | np.ndarray) -> np.ndarray:
+    """A path is mapped anew (a first epoch: every page faulted in again); an open memmap is reused
+    (later epochs, like a loader that keeps its shards mapped)."""
+    return np.load(npy, mmap_mode="r") if isinstance(npy, Path) else npy  # (N, C, T)
+
+
+def memmap_windows_iter(npy: Path | np.ndarray, order: str = "in order") -> Iterator[np.ndarray]:
     """Window by window, each copied (a loader hands out its own array); ``"random"``: a shuffled order."""
-    x = np.load(npy, mmap_mode="r")  # (N, C, T)
+    x = open_memmap(npy)  # (N, C, T)
     rows = np.random.default_rng(0).permutation(len(x)) if order == "random" else range(len(x))
     for i in rows:
         yield np.array(x[i])[None]  # (1, C, T)
 
 
-def memmap_batches(npy: Path, batch_size: int, order: str = "in order") -> Iterator[np.ndarray]:
+def memmap_batches(npy: Path | np.ndarray, batch_size: int, order: str = "in order") -> Iterator[np.ndarray]:
     """One new (B, C, T) array per batch: a slice in order, or a random draw (rows read in file order)."""
-    x = np.load(npy, mmap_mode="r")  # (N, C, T)
+    x = open_memmap(npy)  # (N, C, T)
     if order == "random":
         perm = np.random.default_rng(0).permutation(len(x))
         for start in range(0, len(x) - batch_size + 1, batch_size):
@@ -210,11 +218,6 @@ def read_train_loader(index: Path, batch_size: int, workers: int) -> int:
     return consume(dm.train_dataloader())
 
 
-def repeated(fn: Callable[[], int], passes: int) -> Callable[[], int]:
-    """``fn`` called ``passes`` times in a row; the units of all passes."""
-    return lambda: sum(fn() for _ in range(passes))
-
-
 def later_epochs(make_loader: Callable[[], Iterable]) -> Callable[[], int]:
     """Each call is the next epoch of one loader (built once, as a training run does; tables cached)."""
     loader = make_loader()
@@ -237,32 +240,43 @@ def run_round_robin(timings: list[tuple[Timing, Callable[[], int]]], repeats: in
             timing.seconds.append(time.perf_counter() - t0)
 
 
-def ratio_rows(t: dict[str, Timing]) -> list[tuple[str, float, float]]:
-    """(name, throughput ratio, target or NaN) for the ratios that the timings allow."""
+Ratio = tuple[str, float, float, float]  # name, throughput ratio of the best runs, of the medians, target or NaN
+
+
+def ratio(name: str, num: Timing, den: Timing, target: float) -> Ratio:
+    return (name, num.rate / den.rate, (num.count / num.median) / (den.count / den.median), target)
+
+
+def ratio_rows(t: dict[str, Timing]) -> list[Ratio]:
+    """The ratios that the timings allow."""
     rows = []
     if "plain" in t and "w2" in t:
-        rows.append(("prepare (2 workers) / plain MNE", t["w2"].rate / t["plain"].rate, PREPARE_TARGET))
+        rows.append(ratio("prepare (2 workers) / plain MNE", t["w2"], t["plain"], PREPARE_TARGET))
     if "plain" in t and "w1" in t:
-        rows.append(("prepare (1 worker) / plain MNE", t["w1"].rate / t["plain"].rate, float("nan")))
-    for key, what in (("iter", "iter_samples"), ("eval", "eval loader, first epoch"),
-                      ("eval_warm", "eval loader, later epochs"), ("train0", "train loader, 0 workers, first epoch"),
-                      ("train0_warm", "train loader, 0 workers, later epochs"), ("train2", "train loader, 2 workers, first epoch"),
-                      ("train2_warm", "train loader, 2 workers, later epochs")):
-        if key not in t:
-            continue
-        # Like for like: in-order readers against in-order memmap reads, shuffling ones against random
-        # ones; the batch dropped at once is shown for reference only (no consumer reads like that).
-        bases = (("memmap_s", "memmap in random order", LOADER_TARGET),
-                 ("memmap_sb", "memmap random batches", LOADER_TARGET)) if key.startswith("train") else (
-                ("memmap", "memmap", LOADER_TARGET), ("memmap_b", "memmap batches", LOADER_TARGET),
-                ("memmap_bd", "memmap batches dropped at once", float("nan")))
-        for base, name, target in bases:
-            if base in t and not (key == "iter" and base != "memmap"):
-                rows.append((f"{what} / {name}", t[key].rate / t[base].rate, target))
+        rows.append(ratio("prepare (1 worker) / plain MNE", t["w1"], t["plain"], float("nan")))
+    # Like for like: in-order readers against in-order memmap reads, shuffling ones against random
+    # ones; first epochs (shards mapped anew) against a memmap mapped anew, later epochs against one
+    # kept open. The batch dropped at once is shown for reference only (no consumer reads like that).
+    for key, what, bases in (
+        ("iter", "iter_samples", (("memmap_first", "memmap mapped anew"),)),
+        ("eval", "eval loader, first epoch", (("memmap_first_b", "memmap batches, mapped anew"),)),
+        ("eval_warm", "eval loader, later epochs", (("memmap", "memmap"), ("memmap_b", "memmap batches"),
+                                                    ("memmap_bd", "memmap batches dropped at once"))),
+        ("train0", "train loader, 0 workers, first epoch", (("memmap_first_sb", "memmap random batches, mapped anew"),)),
+        ("train0_warm", "train loader, 0 workers, later epochs", (("memmap_s", "memmap in random order"),
+                                                                   ("memmap_sb", "memmap random batches"))),
+        ("train2", "train loader, 2 workers, first epoch", (("memmap_first_sb", "memmap random batches, mapped anew"),)),
+        ("train2_warm", "train loader, 2 workers, later epochs", (("memmap_s", "memmap in random order"),
+                                                                   ("memmap_sb", "memmap random batches"))),
+    ):
+        for base, name in bases:
+            if key in t and base in t:
+                target = float("nan") if base == "memmap_bd" else LOADER_TARGET
+                rows.append(ratio(f"{what} / {name}", t[key], t[base], target))
     return rows
 
 
-def print_report(console: Console, title: str, timings: list[Timing], ratios: list[tuple[str, float, float]]) -> None:
+def print_report(console: Console, title: str, timings: list[Timing], ratios: list[Ratio]) -> None:
     table = Table(title=title, title_justify="left")
     for col, justify in (("what", "left"), ("n", "right"), ("best s", "right"), ("median s", "right"),
                          ("throughput (best)", "right")):
@@ -272,11 +286,11 @@ def print_report(console: Console, title: str, timings: list[Timing], ratios: li
     console.print(table)
     if ratios:
         rt = Table(title_justify="left")
-        for col in ("ratio (throughput)", "value", "target", "met"):
+        for col in ("ratio (throughput)", "best", "median", "target", "met (best)"):
             rt.add_column(col, justify="left" if col == "ratio (throughput)" else "right")
-        for name, value, target in ratios:
-            met = "-" if np.isnan(target) else ("[green]yes" if value >= target else "[red]no")
-            rt.add_row(name, f"{value:.2f}x", "-" if np.isnan(target) else f">= {target:g}x", met)
+        for name, best, median, target in ratios:
+            met = "-" if np.isnan(target) else ("[green]yes" if best >= target else "[red]no")
+            rt.add_row(name, f"{best:.2f}x", f"{median:.2f}x", "-" if np.isnan(target) else f">= {target:g}x", met)
         console.print(rt)
 
 
@@ -299,16 +313,24 @@ def preparation_runs(dataset: Dataset, work: Path, args: argparse.Namespace) -> 
 
 def loading_runs(index: Path, npy: Path, args: argparse.Namespace) -> Timed:
     b = args.batch_size
+    kept = np.load(npy, mmap_mode="r")  # mapped once, for the later-epoch baselines
     runs: Timed = {
-        "memmap": (Timing("numpy memmap, window by window (copied)", "win"),
-                   lambda: consume(memmap_windows_iter(npy))),
-        "memmap_b": (Timing(f"numpy memmap, batches of {b} (copied)", "win"), lambda: consume(memmap_batches(npy, b))),
-        "memmap_bd": (Timing(f"numpy memmap, batches of {b} (copied), each dropped before the next", "win"),
-                      lambda: consume_dropping(memmap_batches(npy, b))),
-        "memmap_s": (Timing("numpy memmap, window by window in random order (copied)", "win"),
-                     lambda: consume(memmap_windows_iter(npy, "random"))),
-        "memmap_sb": (Timing(f"numpy memmap, random batches of {b} (copied)", "win"),
-                      lambda: consume(memmap_batches(npy, b, "random"))),
+        "memmap_first": (Timing("numpy memmap mapped anew, window by window (copied)", "win"),
+                         lambda: consume(memmap_windows_iter(npy))),
+        "memmap_first_b": (Timing(f"numpy memmap mapped anew, batches of {b} (copied)", "win"),
+                           lambda: consume(memmap_batches(npy, b))),
+        "memmap_first_sb": (Timing(f"numpy memmap mapped anew, random batches of {b} (copied)", "win"),
+                            lambda: consume(memmap_batches(npy, b, "random"))),
+        "memmap": (Timing("numpy memmap kept open, window by window (copied)", "win"),
+                   lambda: consume(memmap_windows_iter(kept))),
+        "memmap_b": (Timing(f"numpy memmap kept open, batches of {b} (copied)", "win"),
+                     lambda: consume(memmap_batches(kept, b))),
+        "memmap_bd": (Timing(f"numpy memmap kept open, batches of {b} (copied), each dropped before the next", "win"),
+                      lambda: consume_dropping(memmap_batches(kept, b))),
+        "memmap_s": (Timing("numpy memmap kept open, window by window in random order (copied)", "win"),
+                     lambda: consume(memmap_windows_iter(kept, "random"))),
+        "memmap_sb": (Timing(f"numpy memmap kept open, random batches of {b} (copied)", "win"),
+                      lambda: consume(memmap_batches(kept, b, "random"))),
         "iter": (Timing("loader: iter_samples (eval mode, Samples)", "win"), lambda: read_iter_samples(index)),
         "eval": (Timing(f"loader: DataModule eval loader, batch {b}, first epoch", "win"),
                  lambda: read_eval_loader(index, b)),
@@ -330,9 +352,10 @@ def loading_runs(index: Path, npy: Path, args: argparse.Namespace) -> Timed:
 
 def bench_dataset(dataset: Dataset, work: Path, args: argparse.Namespace, console: Console) -> dict:
     prep_rounds, load_rounds = (1, 2) if args.quick else (args.repeats, args.load_repeats)
-    prep = preparation_runs(dataset, work, args)
-    console.print(f"[bold]{dataset.label}[/]: preparing ({prep_rounds} round(s) of {len(prep)} timings)...")
-    run_round_robin(list(prep.values()), prep_rounds, warmup=True)  # warm-up: imports, caches, page cache
+    prep = {} if args.no_prepare else preparation_runs(dataset, work, args)
+    if prep:
+        console.print(f"[bold]{dataset.label}[/]: preparing ({prep_rounds} round(s) of {len(prep)} timings)...")
+        run_round_robin(list(prep.values()), prep_rounds, warmup=True)  # warm-up: imports, caches, page cache
 
     index, npy = work / "prepared" / "index.json", work / "windows.npy"
     neurofm_prepare(dataset.manifest, index.parent, 1)  # what the loaders read
@@ -344,22 +367,24 @@ def bench_dataset(dataset: Dataset, work: Path, args: argparse.Namespace, consol
     # keeps prefetching after its epoch ends, which would take the cores from whatever runs next.
     groups: dict[str, list] = {"cold": [], "warm": [], "workers": []}
     for key, run in load.items():
-        group = "workers" if key.startswith("train2") else "warm" if key.startswith("memmap") or key.endswith("_warm") else "cold"
+        group = ("workers" if key.startswith("train2") else "cold" if key.startswith("memmap_first")
+                 else "warm" if key.startswith("memmap") or key.endswith("_warm") else "cold")
         groups[group].append(run)
-    # A pass over 402 windows takes 10-20 ms, which one scheduler hiccup on a shared machine doubles:
-    # every warm timing is `--passes` passes in a row.
-    groups["warm"] = [(timing, repeated(fn, args.passes)) for timing, fn in groups["warm"]]
-    for runs in groups.values():
-        run_round_robin(runs, load_rounds, warmup=True)
+    # A pass over 402 windows takes 10-20 ms, and this VM's memory speed drifts by 2x over seconds:
+    # the warm readers alternate pass by pass, `--passes` times per round, so a slow spell hits all alike.
+    for name, runs in groups.items():
+        run_round_robin(runs, load_rounds * (args.passes if name == "warm" else 1), warmup=True)
 
     timings = {key: timing for key, (timing, _) in {**prep, **load}.items()}
     ratios = ratio_rows(timings)
     n_windows, n_chans, n_times = np.load(npy, mmap_mode="r").shape
-    print_report(console, f"{dataset.label}: {timings['plain'].count} recordings, {n_windows} windows of "
+    n_recordings = len({s.recording for s in load_index(index).shards})
+    print_report(console, f"{dataset.label}: {n_recordings} recordings, {n_windows} windows of "
                  f"{n_chans} channels x {n_times} samples (float32)", list(timings.values()), ratios)
     return {"dataset": dataset.label,
             "timings": [dict(asdict(t), best=t.best, median=t.median, rate=t.rate) for t in timings.values()],
-            "ratios": [{"name": n, "value": v, "target": None if np.isnan(t) else t} for n, v, t in ratios]}
+            "ratios": [{"name": n, "value": v, "median": m, "target": None if np.isnan(t) else t}
+                       for n, v, m, t in ratios]}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -367,14 +392,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one timed repeat, no variants, no loader workers")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each preparation (default 3)")
-    parser.add_argument("--load-repeats", type=int, default=5, help="timed passes of each reader (default 5)")
+    parser.add_argument("--load-repeats", type=int, default=5, help="timed rounds of the readers (default 5)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="prepare workers to time")
     parser.add_argument("--passes", type=int, default=10,
-                        help="passes per timing of the memmap and later-epoch readers (default 10)")
+                        help="passes per round of the memmap and later-epoch readers, alternating (default 10)")
     parser.add_argument("--batch-size", type=int, default=32, help="loader batch size (default 32)")
     parser.add_argument("--data", type=Path, default=None,
                         help="folder of the PhysioNet S001 EDFs (default: $NEUROFM_SHARED_DATA/real/eegbci_S001)")
     parser.add_argument("--no-variants", action="store_true", help="skip the fir / fft preprocessing variants")
+    parser.add_argument("--no-prepare", action="store_true",
+                        help="time only the loading (the dataset is still prepared once, untimed)")
     parser.add_argument("--synthetic", action="store_true", help="also benchmark the synthetic_mi manifest")
     parser.add_argument("--no-physionet", action="store_true", help="skip the real EDF recordings")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")

@@ -569,35 +569,43 @@ def collate_windows(items: Sequence[Window], mask_bad_channels: bool = True) -> 
     positions and masks are set once per recording in the batch. Gives the same :class:`Batch` as
     ``collate_samples`` of the decoded samples (test).
     """
-    if not items or any(type(item) is not WindowRef for item in items):
+    if not items or set(map(type, items)) != {WindowRef}:
         return collate_samples([as_sample(item) for item in items], mask_bad_channels)
-    tables = list(dict.fromkeys(r.table for r in items))  # the batch's recordings, in order of appearance
+    of = [r.table for r in items]
+    tables = list(dict.fromkeys(of))  # the batch's recordings, in order of appearance
     which = {t: k for k, t in enumerate(tables)}
-    inv = np.fromiter((which[r.table] for r in items), np.intp, len(items))  # (B,) each window's table
+    inv = [which[t] for t in of]  # (B,) each window's recording
+    rows = np.array(inv, np.intp)
     n_times = _check_uniform(tables, "n_times", lambda t: t.n_times)
     sfreq = _check_uniform(tables, "sfreq", lambda t: t.sfreq)
     n_batch, n_chans = len(items), max(t.n_chans for t in tables)
-    x = _BATCH_BUFFERS.empty((n_batch, n_chans * n_times))  # (B, C*T): row b holds window b, then padding
+    width = n_chans * n_times
+    x = _BATCH_BUFFERS.empty((n_batch, width))  # (B, C*T): row b holds window b, then padding
     for row, r in enumerate(items):
         t = r.table
         size = t.n_chans * n_times
         x[row, :size] = np.frombuffer(t.view, _FLOAT32, size, t.data_offsets[r.i])
-        if size < x.shape[1]:
+        if size < width:
             x[row, size:] = 0.0  # padding
     pos, chan_mask, pos_known = _recording_arrays(tables, n_chans, mask_bad_channels)  # (U, C, 3), (U, C), (U, C)
     return Batch(
         x=torch.from_numpy(x.reshape(n_batch, n_chans, n_times)),
-        chan_mask=torch.from_numpy(chan_mask[inv]),
-        pos=torch.from_numpy(pos[inv]),
-        pos_known=torch.from_numpy(pos_known[inv]),
+        chan_mask=torch.from_numpy(chan_mask[rows]),
+        pos=torch.from_numpy(pos[rows]),
+        pos_known=torch.from_numpy(pos_known[rows]),
         label=torch.from_numpy(np.fromiter((r.table.labels[r.i] for r in items), np.int64, n_batch)),
-        subject=[r.table.subject for r in items],
-        dataset=[r.table.dataset for r in items],
+        subject=[t.subject for t in of],
+        dataset=[t.dataset for t in of],
         key=[r.table.keys[r.i] for r in items],
-        ch_names=[list(r.table.fields["ch_names"]) for r in items],
-        ch_types=[list(r.table.fields["ch_types"]) for r in items],
+        ch_names=_per_window(inv, [list(t.fields["ch_names"]) for t in tables]),
+        ch_types=_per_window(inv, [list(t.fields["ch_types"]) for t in tables]),
         sfreq=float(sfreq),
     )
+
+
+def _per_window(inv: Sequence[int], per_recording: list[list[str]]) -> list[list[str]]:
+    """Each window's list; windows of one recording share one copy (made here, not the table's own)."""
+    return [per_recording[k] for k in inv]
 
 
 def _recording_arrays(tables: Sequence[WindowTable], n_chans: int,
