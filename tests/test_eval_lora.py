@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import torch
 from neurofm.eval.data import load_eval_data
 from neurofm.eval.deep import NETS, DeepModel, TrainSettings, param_groups
 from neurofm.eval.harness import run_benchmark
-from neurofm.eval.lora import LORA_TARGETS, apply_lora, count_parameters, is_lora_parameter
+from neurofm.eval.lora import LORA_TARGETS, apply_lora
 from neurofm.eval.models import build_model
 from neurofm.eval.splits import make_folds
 from neurofm.models.backbone import build_backbone
@@ -33,6 +34,20 @@ def tiny(seed: int = 0) -> torch.nn.Module:
 
 def _window(net: torch.nn.Module) -> torch.Tensor:
     return torch.randn(4, 3, 2 * net.config.patch_size, generator=torch.Generator().manual_seed(1))
+
+
+def is_lora_parameter(name: str) -> bool:
+    return ".lora_" in name  # peft's adapter weights: <module>.lora_A.default.weight, lora_B, ...
+
+
+class ParameterCount(NamedTuple):
+    trainable: int
+    total: int
+
+
+def count_parameters(net: torch.nn.Module) -> ParameterCount:
+    params = list(net.parameters())
+    return ParameterCount(sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
 
 
 def _trainable_owner(name: str) -> bool:

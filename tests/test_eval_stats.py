@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from neurofm.eval.seizure import events_from_mask, merge_and_split, score_events
+from neurofm.eval.seizure import merge_and_split, score_events
 from neurofm.eval.stats import paired_wilcoxon
 
 
@@ -46,7 +46,6 @@ def test_seizure_events_with_tolerances() -> None:
     assert late.sensitivity == 0.0 and late.fp_per_24h == 2.0 and late.f1 == 0.0
 
 
-def test_merge_split_and_mask() -> None:
+def test_merge_and_split() -> None:
     assert merge_and_split([(0, 10), (50, 60), (200, 210)]) == [(0, 60), (200, 210)]  # gap 40 s < 90 s
     assert merge_and_split([(0, 700)]) == [(0, 300), (300, 600), (600, 700)]
-    assert events_from_mask([0, 1, 1, 0, 1], step_s=2.0) == [(2.0, 6.0), (8.0, 10.0)]

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .data import EvalData
+from .tasks import model_tasks
 
 ALIGNMENTS = ("none", "euclidean")
 TEST_REFERENCE_RULE = ("the single training subject's reference when training holds one subject, "
@@ -139,7 +140,7 @@ class AlignedModel:
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        return tuple(getattr(self.inner, "tasks", ("classification",)))
+        return model_tasks(self.inner)
 
     def describe(self) -> dict[str, Any]:
         desc = self.inner.describe()

@@ -55,9 +55,9 @@ def bench(
                             **protocol_options)
     print(f"{summary.n_done} fold(s) run, {summary.n_skipped} already done → {summary.results}")
     if summary.rows:
-        from .tasks import get_task
+        from .tasks import DEFAULT_TASK, get_task
 
-        metric = get_task(summary.rows[0].get("task", "classification")).primary
+        metric = get_task(summary.rows[0].get("task", DEFAULT_TASK)).primary
         s = summarize(summary.rows, metric)
         print(f"{metric} {s['mean']:.3f} ± {s['std']:.3f} over {s['n']} fold(s) × seed(s)")
     return 0

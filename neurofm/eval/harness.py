@@ -21,7 +21,7 @@ from .models import EvalModel, build_model, config_sha256
 from .oracle import oracle_by_subject
 from .results import ResultRow, append_row, read_rows, row_key
 from .splits import Fold, make_folds
-from .tasks import check_supports, get_task
+from .tasks import DEFAULT_TASK, check_supports, get_task
 
 ADAPTS = ("scratch", "linear", "finetune")
 
@@ -139,7 +139,7 @@ def _progress(folds: list[Fold], enabled: bool, label: str) -> Iterator[Fold]:
 
 def summarize(rows: list[dict[str, Any]], metric: str | None = None) -> dict[str, float]:
     """Mean, std and n of ``metric`` over rows (default: the primary metric of the first row's task)."""
-    metric = metric or get_task(rows[0].get("task", "classification")).primary
+    metric = metric or get_task(rows[0].get("task", DEFAULT_TASK)).primary
     values = np.array([r["metrics"][metric] for r in rows], dtype=float)
     return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
             "n": int(len(values))}

@@ -110,11 +110,11 @@ def rank(rows: list[dict[str, Any]], metric: str | None = None) -> list[Entry]:
     classification, R² for regression, event F1 for seizure detection), so one table holds every kind
     of dataset.
     """
-    from .tasks import get_task
+    from .tasks import DEFAULT_TASK, get_task
 
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        task = get_task(row.get("task", "classification"))
+        task = get_task(row.get("task", DEFAULT_TASK))
         name = metric or task.primary
         if name not in row["metrics"]:
             raise LeaderboardError(f"{row['_source']}: no metric {name!r} (has {sorted(row['metrics'])})")

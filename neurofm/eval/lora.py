@@ -11,7 +11,6 @@ adapted network computes exactly what the pretrained one did until the first ste
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from torch import nn
 
@@ -56,17 +55,3 @@ def apply_lora(net: nn.Module, net_name: str, rank: int, alpha: float | None = N
         if any(name == t or name.endswith(f".{t}") for t in targets.trainable):
             module.requires_grad_(True)
     return net
-
-
-def is_lora_parameter(name: str) -> bool:
-    return ".lora_" in name
-
-
-class ParameterCount(NamedTuple):
-    trainable: int
-    total: int
-
-
-def count_parameters(net: nn.Module) -> ParameterCount:
-    params = list(net.parameters())
-    return ParameterCount(sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))

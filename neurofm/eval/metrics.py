@@ -11,9 +11,6 @@ from scipy.stats import pearsonr
 from sklearn.metrics import (average_precision_score, balanced_accuracy_score, cohen_kappa_score, f1_score,
                              mean_squared_error, r2_score, roc_auc_score)
 
-CLASSIFICATION_METRICS = ("balanced_accuracy", "cohen_kappa", "f1_weighted", "auroc", "auprc")
-REGRESSION_METRICS = ("rmse", "r2", "pearson")
-
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """``y_true`` (N,) class ids, ``proba`` (N, K) class probabilities (rows sum to 1)."""

@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from .data import EvalData
 from .penalty import DEFAULT_C, LOGISTIC_CS, RIDGE_ALPHAS, ValidatedLogistic, ValidatedRidge  # noqa: F401 - re-exported
+from .tasks import DEFAULT_TASK
 
 
 class EvalModel(Protocol):
@@ -43,7 +44,7 @@ MODELS: dict[str, Callable[..., EvalModel]] = {}
 MODEL_TASKS: dict[str, tuple[str, ...]] = {}  # what each registered model can do (with some options)
 
 
-def register_model(name: str, tasks: tuple[str, ...] = ("classification",)) -> Callable:
+def register_model(name: str, tasks: tuple[str, ...] = (DEFAULT_TASK,)) -> Callable:
     def deco(factory: Callable[..., EvalModel]) -> Callable[..., EvalModel]:
         if name in MODELS:
             raise ValueError(f"eval model {name!r} is registered twice")
@@ -102,7 +103,7 @@ class SklearnModel:
     config: dict[str, Any] = field(default_factory=dict)
     pipeline: Any = field(default=None, repr=False)
     alignment_band: tuple[float, float] | None = None  # EA covariances in the pipeline's own band
-    tasks: tuple[str, ...] = ("classification",)
+    tasks: tuple[str, ...] = (DEFAULT_TASK,)
 
     def fit(self, train: EvalData, val: EvalData | None, seed: int) -> None:
         import mne
@@ -159,7 +160,7 @@ class FeatureModel:
     make_features: Callable[[float], Any] = field(repr=False)  # sfreq -> sklearn transformer (N, C, T) -> (N, F)
     make_head: Callable[[int], Any] = field(repr=False)  # seed -> ValidatedLogistic | ValidatedRidge
     config: dict[str, Any] = field(default_factory=dict)
-    tasks: tuple[str, ...] = ("classification",)
+    tasks: tuple[str, ...] = (DEFAULT_TASK,)
     alignment_band: tuple[float, float] | None = None  # EA covariances in the features' own band
 
     def fit(self, train: EvalData, val: EvalData | None, seed: int) -> None:

@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..pipelines.loader import load_index
+from .tasks import DEFAULT_TASK
 
 ORACLE_TASKS = ("classification", "regression")  # seizure: the latents are whole spans, not windows
 
@@ -21,7 +22,7 @@ def _oracle(index_path: str) -> dict[str, float] | None:
 
     raw = load_index(index_path).raw
     generator = raw.get("synthetic_generator")
-    if generator is None or raw.get("task", "classification") not in ORACLE_TASKS:
+    if generator is None or raw.get("task", DEFAULT_TASK) not in ORACLE_TASKS:
         return None
     result = oracle_score(SyntheticConfig(**generator))
     return {f"{s + 1:02d}": float(v) for s, v in result.per_subject.items()}  # subject ids as sources.py writes them

@@ -56,13 +56,6 @@ def merge_and_split(events: list[Event], min_gap_s: float = 90.0, max_duration_s
     return out
 
 
-def events_from_mask(mask: np.ndarray, step_s: float) -> list[Event]:
-    """Consecutive positive windows (one every ``step_s`` seconds, each ``step_s`` long) → events."""
-    padded = np.concatenate([[False], np.asarray(mask, bool), [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(int)))
-    return [(float(a * step_s), float(b * step_s)) for a, b in zip(edges[::2], edges[1::2])]
-
-
 def score_events(reference: list[Event], predicted: list[Event], duration_s: float, *,
                  onset_tolerance_s: float = 30.0, offset_tolerance_s: float = 60.0, min_gap_s: float = 90.0,
                  max_duration_s: float = 300.0) -> SeizureScore:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .data import EvalData
-from .metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, classification_metrics, regression_metrics
+from .metrics import classification_metrics, regression_metrics
 from .seizure import SeizureScore, score_windows
 
 DEFAULT_TASK = "classification"  # datasets prepared before index.json recorded a task, and models without ``tasks``
@@ -40,7 +40,6 @@ DEFAULT_TASK = "classification"  # datasets prepared before index.json recorded 
 @dataclass(frozen=True)
 class Task:
     name: str
-    metrics: tuple[str, ...]  # what ``score`` returns
     primary: str  # the leaderboard ranks by this (higher is better)
     predict: Callable[[Any, np.ndarray], np.ndarray]  # (model, x (N, C, T)) -> predictions
     # (the test windows with their labels, onsets and recordings; predictions) -> metrics
@@ -86,13 +85,13 @@ def _predict_proba(model: Any, x: np.ndarray) -> np.ndarray:
 
 
 TASKS: dict[str, Task] = {
-    "classification": Task("classification", CLASSIFICATION_METRICS, "balanced_accuracy", _predict_proba,
+    "classification": Task("classification", "balanced_accuracy", _predict_proba,
                            lambda test, proba: classification_metrics(test.y, proba), _per_class),
-    "regression": Task("regression", REGRESSION_METRICS, "r2",
+    "regression": Task("regression", "r2",
                        lambda model, x: np.asarray(model.predict(x), float).reshape(len(x)),
                        lambda test, pred: regression_metrics(test.y, pred), _whole_subject,
                        alongside=("rmse", "pearson")),
-    "seizure": Task("seizure", CLASSIFICATION_METRICS + SEIZURE_METRICS, "sz_f1", _predict_proba, seizure_metrics,
+    "seizure": Task("seizure", "sz_f1", _predict_proba, seizure_metrics,
                     _per_class, alongside=("balanced_accuracy", "sz_sensitivity", "sz_precision", "sz_fp_per_24h"),
                     asks="classification"),
 }

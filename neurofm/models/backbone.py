@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..hub import StrictHubMixin
 from .config import BackboneConfig, resolve_backbone_config
-from .layers import AttentionPool, Block, NeighbourMix, RMSNorm
+from .layers import AttentionPool, Block, NeighbourMix, RMSNorm, time_causal_mask
 
 
 class BackboneInputError(ValueError):
@@ -194,11 +194,13 @@ class NeuroTransformer(nn.Module, StrictHubMixin, library_name="neurofm"):
         tokens = tokens + self.pos_enc(pos.to(tokens.dtype), pos_known, p)
         # No mask when every channel is real: SDPA's fused (flash) kernels take no arbitrary mask.
         attn_mask = None if bool(chan_mask.all()) else chan_mask
+        # Built once here for all blocks, not in each; criss-cross attention uses SDPA's is_causal instead.
+        time_mask = time_causal_mask(c, p, tokens.device) if causal and self.config.attention == "full" else None
         for block in self.blocks:
             if self.grad_checkpointing and self.training:
-                tokens = checkpoint(block, tokens, attn_mask, causal, use_reentrant=False)
+                tokens = checkpoint(block, tokens, attn_mask, causal, time_mask, use_reentrant=False)
             else:
-                tokens = block(tokens, attn_mask, causal)
+                tokens = block(tokens, attn_mask, causal, time_mask)
         return self.norm(tokens)
 
     def forward_head(self, features: Tensor, chan_mask: Tensor | None = None) -> Tensor:

@@ -61,7 +61,8 @@ class GridAttention(nn.Module):
     patches within a channel; cost O(C·P·(C+P)) instead of O((C·P)²).
 
     ``causal=True`` (next-token pretraining): a token attends only to tokens of its own or earlier
-    patches, of any channel.
+    patches, of any channel. ``kind="full"`` needs :func:`time_causal_mask` for that: pass it as
+    ``time_mask`` to build it once per forward for all blocks (else it is built here, on each call).
     """
 
     def __init__(self, dim: int, heads: int, kind: str = "full", qk_norm: bool = True, dropout: float = 0.0,
@@ -74,23 +75,27 @@ class GridAttention(nn.Module):
         self.q_norm = RMSNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
         self.k_norm = RMSNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
 
-    def forward(self, x: Tensor, chan_mask: Tensor | None, causal: bool = False) -> Tensor:
-        # (B, C, P, D), (B, C) or None -> (B, C, P, D)
+    def forward(self, x: Tensor, chan_mask: Tensor | None, causal: bool = False,
+                time_mask: Tensor | None = None) -> Tensor:
+        # (B, C, P, D), (B, C) or None, (C*P, C*P) or None -> (B, C, P, D)
         b, c, p, d = x.shape
         q, k, v = self.qkv(x).view(b, c, p, 3, self.heads, self.head_dim).unbind(3)  # each (B, C, P, H, hd)
         q, k = self.q_norm(q), self.k_norm(k)
         drop = self.dropout if self.training else 0.0
         if self.kind == "full":
-            out = self._full(q, k, v, chan_mask, drop, causal)
+            out = self._full(q, k, v, chan_mask, drop, causal, time_mask)
         else:
             out = self._criss_cross(q, k, v, chan_mask, drop, causal)
         return self.proj(out.reshape(b, c, p, d))
 
-    def _full(self, q: Tensor, k: Tensor, v: Tensor, chan_mask: Tensor, drop: float, causal: bool) -> Tensor:
+    def _full(self, q: Tensor, k: Tensor, v: Tensor, chan_mask: Tensor, drop: float, causal: bool,
+              time_mask: Tensor | None = None) -> Tensor:
         b, c, p, h, hd = q.shape
         seq = [t.reshape(b, c * p, h, hd).transpose(1, 2) for t in (q, k, v)]  # (B, H, C*P, hd)
         key_mask = None if chan_mask is None else chan_mask[:, :, None].expand(b, c, p).reshape(b, c * p)  # (B, C*P)
-        allowed = time_causal_mask(c, p, q.device) if causal else None  # (C*P, C*P)
+        if causal and time_mask is None:
+            time_mask = time_causal_mask(c, p, q.device)
+        allowed = time_mask if causal else None  # (C*P, C*P)
         out = _attend(*seq, key_mask, drop, allowed)  # (B, H, C*P, hd)
         return out.transpose(1, 2).reshape(b, c, p, h, hd)
 
@@ -148,8 +153,9 @@ class Block(nn.Module):
         self.mlp = GLUMLP(dim, mlp_hidden, mlp, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, chan_mask: Tensor | None, causal: bool = False) -> Tensor:  # (B, C, P, D) -> same
-        x = x + self.drop(self.attn(self.norm1(x), chan_mask, causal))
+    def forward(self, x: Tensor, chan_mask: Tensor | None, causal: bool = False,
+                time_mask: Tensor | None = None) -> Tensor:  # (B, C, P, D) -> same; time_mask: GridAttention
+        x = x + self.drop(self.attn(self.norm1(x), chan_mask, causal, time_mask))
         return x + self.mlp(self.norm2(x))
 
 
