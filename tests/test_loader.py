@@ -387,14 +387,15 @@ class _MeanProbe(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def test_lightning_fit_and_test(index_path: Path) -> None:
-    dm = ShardDataModule(index_path, batch_size=4, val_subjects=["03"], test_subjects=["03"])
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_lightning_fit_and_test(index_path: Path, num_workers: int) -> None:
+    dm = ShardDataModule(index_path, batch_size=4, val_subjects=["03"], test_subjects=["03"], num_workers=num_workers)
     model = _MeanProbe()
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(model, datamodule=dm)
-    n_train = 2 * 4 * ((N_SAMPLES - 20) // 4)  # 2 epochs of full batches from subjects 01 and 02
-    assert model.seen["train"] == n_train and model.seen["val"] == 2 * 20
+    n_train = 3 * 4 * ((N_SAMPLES - 20) // 4)  # 3 epochs of full batches from subjects 01 and 02
+    assert model.seen["train"] == n_train and model.seen["val"] == 3 * 20
 
     no_val = ShardDataModule(index_path, batch_size=4, train_batches_per_epoch=2)
     model = _MeanProbe()
