@@ -41,7 +41,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import islice
+from itertools import chain, islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ _SHUFFLE_INITIAL = 100
 _MAX_REJECTED_IN_A_ROW = 10_000
 # Shard draws per pass of the resampled stream; an epoch is cut by `with_epoch`, long before this.
 _ENDLESS = 2**62
+_END = object()  # end of an iterator, for next(it, _END)
 
 PathLike = str | Path
 SubjectSpec = Sequence[str] | None
@@ -455,13 +456,17 @@ def shard_windows(src: Iterable[dict[str, Any]], keep: Callable[[Any], bool] = S
     a safety net behind the shard-level selection, applied once per table (a shard is one recording).
     """
     guard = _Guard(keep)
-    for shard in src:
-        url = shard["url"]
-        table = open_table(url)
-        if table is None:
-            yield from (s for s in map(decode_sample, tar_samples([shard])) if guard(s))
-        elif guard(WindowRef(table, 0), len(table)):
-            yield from map(WindowRef, [table] * len(table), range(len(table)))
+    # chain.from_iterable: windows pass through C iterators, not a generator frame each (~0.4 µs)
+    return chain.from_iterable(_windows_of(shard, guard) for shard in src)
+
+
+def _windows_of(shard: dict[str, Any], guard: _Guard) -> Iterator[Window]:
+    table = open_table(shard["url"])
+    if table is None:
+        return (s for s in map(decode_sample, tar_samples([shard])) if guard(s))
+    if guard(WindowRef(table, 0), len(table)):
+        return map(WindowRef, repeat(table, len(table)), range(len(table)))
+    return iter(())
 
 
 def as_sample(item: Window) -> Sample:
@@ -771,15 +776,17 @@ def shuffle_buffer(src: Iterable[Any], bufsize: int, initial: int, rng: random.R
     buffered; until the buffer holds ``bufsize``, two items are read per item yielded; the buffer's
     remainder comes out shuffled at the end. Every item comes out exactly once (test)."""
     src, u, buf = iter(src), _uniforms(rng), []
+    append, pop = buf.append, buf.pop
     for item in src:
-        buf.append(item)
-        if len(buf) < bufsize:
-            buf.extend(islice(src, 1))  # grow towards bufsize
-        if len(buf) < initial:
+        append(item)
+        if len(buf) < bufsize and (extra := next(src, _END)) is not _END:
+            append(extra)  # grow towards bufsize
+        n = len(buf)
+        if n < initial:
             continue
-        k = int(next(u) * len(buf))
+        k = int(next(u) * n)
         buf[k], buf[-1] = buf[-1], buf[k]
-        yield buf.pop()
+        yield pop()
     rng.shuffle(buf)
     yield from buf
 
