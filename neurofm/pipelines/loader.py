@@ -586,12 +586,12 @@ def collate_windows(items: Sequence[Window], mask_bad_channels: bool = True) -> 
     n_batch, n_chans = len(items), max(t.n_chans for t in tables)
     width = n_chans * n_times
     x = _BATCH_BUFFERS.empty((n_batch, width))  # (B, C*T): row b holds window b, then padding
-    for row, r in enumerate(items):
-        t = r.table
-        size = t.n_chans * n_times
-        x[row, :size] = np.frombuffer(t.view, _FLOAT32, size, t.data_offsets[r.i])
-        if size < width:
-            x[row, size:] = 0.0  # padding
+    flat = [t.flat_windows() for t in tables]  # per recording, each window's (C_rec*T,) view of its shard
+    for row, (k, r) in enumerate(zip(inv, items)):
+        src = flat[k][r.i]
+        x[row, : src.size] = src
+        if src.size < width:
+            x[row, src.size:] = 0.0  # padding
     pos, chan_mask, pos_known = _recording_arrays(tables, n_chans, mask_bad_channels)  # (U, C, 3), (U, C), (U, C)
     return Batch(
         x=torch.from_numpy(x.reshape(n_batch, n_chans, n_times)),

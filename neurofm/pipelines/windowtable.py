@@ -89,6 +89,7 @@ class WindowTable:
     recording: dict[str, Any]  # the raw per-recording JSON values (_RECORDING_KEYS)
     fields: dict[str, Any] = field(init=False)  # `recording_fields` of them
     view: memoryview | None = field(default=None, repr=False)
+    _flat: list[np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.fields = recording_fields(self.recording, self.n_chans, f"window table of {self.url}")
@@ -110,8 +111,15 @@ class WindowTable:
 
     def data(self, i: int) -> np.ndarray:
         """Window ``i`` as a read-only (n_chans, n_times) view of the mapped shard (no copy)."""
-        count = self.n_chans * self.n_times
-        return np.frombuffer(self.view, _FLOAT32, count, self.data_offsets[i]).reshape(self.n_chans, self.n_times)
+        return self.flat_windows()[i].reshape(self.n_chans, self.n_times)
+
+    def flat_windows(self) -> list[np.ndarray]:
+        """Every window as a read-only (n_chans * n_times,) view of the mapped shard, made once
+        (a batch then copies each window without a ``frombuffer`` call: ~0.5 µs a window)."""
+        if self._flat is None:
+            count = self.n_chans * self.n_times
+            self._flat = [np.frombuffer(self.view, _FLOAT32, count, offset) for offset in self.data_offsets]
+        return self._flat
 
     def to_json(self, shard_sha256: str | None = None) -> dict[str, Any]:
         return {"format": TABLE_FORMAT, "shard_bytes": self.shard_bytes, "shard_sha256": shard_sha256,
