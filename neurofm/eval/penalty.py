@@ -9,9 +9,10 @@ strength for that sample size, and the validated model is then exactly the teste
 Without validation (few-shot folds) ridge falls back to efficient leave-one-out on the training
 windows (``RidgeCV``) and logistic regression to ``C = 1`` (k = 1 shot per class cannot be cross-validated).
 Logistic regression (used by ``ts_lr``/``bp_lr`` only with ``c=None``; their default is a fixed C = 1)
-keeps ``C = 1`` unless another C beats it on validation balanced accuracy by more than one standard error: validation sets here are one training subject or a few windows of one run,
-and picking the argmax among 13 candidates on them chose C from 1e-3 to 1e3 between folds and lowered
-TS+LR's LOSO score (quickstart synthetic_mi 0.431 → 0.394; real subject fists vs feet 0.705 → 0.619).
+keeps ``C = 1`` unless another C beats it on validation balanced accuracy by more than one standard
+error: validation sets here are one training subject or a few windows of one run, and picking the
+argmax among 13 candidates on them chose C from 1e-3 to 1e3 between folds and lowered TS+LR's LOSO
+score (quickstart synthetic_mi 0.431 → 0.394; real subject fists vs feet 0.705 → 0.619).
 ``selected`` is what was chosen; the harness stores it in the result row (``ResultRow.selected``).
 """
 

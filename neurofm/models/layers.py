@@ -93,9 +93,9 @@ class GridAttention(nn.Module):
         b, c, p, h, hd = q.shape
         seq = [t.reshape(b, c * p, h, hd).transpose(1, 2) for t in (q, k, v)]  # (B, H, C*P, hd)
         key_mask = None if chan_mask is None else chan_mask[:, :, None].expand(b, c, p).reshape(b, c * p)  # (B, C*P)
-        if causal and time_mask is None:
-            time_mask = time_causal_mask(c, p, q.device)
-        allowed = time_mask if causal else None  # (C*P, C*P)
+        allowed = None  # (C*P, C*P) when causal
+        if causal:
+            allowed = time_mask if time_mask is not None else time_causal_mask(c, p, q.device)
         out = _attend(*seq, key_mask, drop, allowed)  # (B, H, C*P, hd)
         return out.transpose(1, 2).reshape(b, c, p, h, hd)
 

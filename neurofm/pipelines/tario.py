@@ -43,7 +43,8 @@ def is_local_tar(url: str) -> bool:
 
 
 def is_ustar(head: bytes | memoryview) -> bool:
-    """Whether a file starting with ``head`` is an uncompressed ustar/pax tar (or shorter than one block)."""
+    """Whether a file starting with ``head`` (its first block or more) is an uncompressed ustar/pax tar
+    (or shorter than one block)."""
     return len(head) < _TAR_BLOCK or head[257:262] == b"ustar"
 
 

@@ -267,7 +267,7 @@ def _open(url: str, size: int, mtime_ns: int) -> WindowTable | None:
         view = map_file(url)
     except OSError:
         return None  # webdataset raises its own error, naming the url
-    if not is_ustar(view[:512]):
+    if not is_ustar(view):
         return None
     table = _read_sidecar(url, view) or build_table(url, view)
     if table is not None:
