@@ -17,22 +17,35 @@ import webdataset as wds
 from shardkit import DEFAULT_RECORDINGS, RecordingSpec, expected_pos, expected_window, make_dataset, sample_key
 
 import neurofm.pipelines.loader as loader_module
+from neurofm.pipelines.windowtable import table_path, write_table
 from neurofm.pipelines.loader import (
     Batch,
     ShardDataModule,
+    ShardLoader,
     collate_samples,
     eval_pipeline,
     iter_samples,
     load_index,
+    train_pipeline,
 )
 
 SPECS = {spec.subject: spec for spec in DEFAULT_RECORDINGS}
 N_SAMPLES = sum(spec.n_windows for spec in DEFAULT_RECORDINGS)  # 60, in 6 shards of 10
 
 
-@pytest.fixture(scope="module")
-def index_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("prepared") / "synthetic_mi")
+@pytest.fixture(scope="module", params=["webdataset", "tables"])
+def index_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny dataset, without window-table sidecars (the webdataset pipelines) and with them
+    (``prepare``'s output: the loaders are then table streams, ``tablestream.py``)."""
+    path = make_dataset(tmp_path_factory.mktemp("prepared") / "synthetic_mi")
+    if request.param == "tables":
+        for shard in load_index(path).shards:
+            assert write_table(shard.url, shard.sha256) is not None
+    return path
+
+
+def has_tables(index_path: Path) -> bool:
+    return all(table_path(s.url).is_file() for s in load_index(index_path).shards)
 
 
 @pytest.fixture(autouse=True)
@@ -248,6 +261,12 @@ def test_samples_are_filtered_by_their_own_subject(index_path: Path, tmp_path: P
     with pytest.warns(UserWarning, match="subject '03' is not selected"):
         keys = {s.key for s in iter_samples(tmp_path, ["01"])}
     assert keys == keys_of("01")
+    dm = ShardDataModule(tmp_path, batch_size=4, val_subjects=["01"])
+    with pytest.warns(UserWarning, match="subject '03' is not selected"):
+        assert {k for batch in dm.val_dataloader() for k in batch.key} == keys_of("01")
+    dm = ShardDataModule(tmp_path, batch_size=4, subjects=["01"], train_batches_per_epoch=30)
+    with pytest.warns(UserWarning, match="subject '03' is not selected"):
+        assert {k for batch in dm.train_dataloader() for k in batch.key} <= keys_of("01")
 
 
 def test_train_stream_stops_when_no_sample_matches(
@@ -260,7 +279,8 @@ def test_train_stream_stops_when_no_sample_matches(
     (tmp_path / "index.json").write_text(json.dumps(raw))
     monkeypatch.setattr(loader_module, "_MAX_REJECTED_IN_A_ROW", 5)
     loader = ShardDataModule(tmp_path, batch_size=4, subjects=["05"]).train_dataloader()
-    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"\d+ samples in a row rejected"):
+    match = r"none of the \d+ shards holds windows" if has_tables(index_path) else r"\d+ samples in a row rejected"
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=match):
         next(iter(loader))
 
 
@@ -296,11 +316,13 @@ def test_shuffle_buffer_yields_every_item_once_and_shuffles(n: int, bufsize: int
 
 def test_persistent_workers_read_one_stream_across_epochs(index_path: Path) -> None:
     # An epoch is the next n batches of one endless stream: two epochs of 3 are the 6 batches of
-    # one epoch of 6; no worker restarts its pipeline (and re-draws) between epochs.
+    # one epoch of 6; no worker restarts its pipeline (and re-draws) between epochs. (The webdataset
+    # pipeline: a table stream runs in the main process, see test_tablestream.py.)
+    urls = [s.url for s in load_index(index_path).shards]
+
     def loader(n: int, persistent: bool = True):
-        dm = ShardDataModule(index_path, batch_size=4, num_workers=2, seed=3, shuffle_buffer=16,
-                             train_batches_per_epoch=n, persistent_workers=persistent)
-        return dm.train_dataloader()
+        pipeline = train_pipeline(urls, 4, seed=3, shuffle_buffer=16, tables=False)
+        return ShardLoader(pipeline, num_workers=2, n_batches=n, persistent_workers=persistent)
 
     three, six = loader(3), loader(6)
     assert three.continuous and epoch_keys(three) + epoch_keys(three) == epoch_keys(six)

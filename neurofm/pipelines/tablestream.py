@@ -1,0 +1,171 @@
+"""Batches of local shards with window tables, chosen as integer arrays: no per-window Python objects.
+
+When every selected shard is a local tar with a window table (``windowtable.py``: ``prepare`` writes
+one beside each shard), the loaders need no per-window pipeline. Which windows make a batch is
+decided with numpy on (shard, window) index arrays, and the batch is then read with one copy per
+window (``loader.read_table_batch``):
+
+- train (:class:`TrainTableStream`): shards drawn with replacement from a generator seeded by
+  ``(seed, epoch, rank)`` until a block holds at least ``shuffle_buffer`` windows; the block is
+  permuted and cut into full batches, and its remainder opens the next block. Every window of a
+  drawn shard is used, as in webdataset's ``resampled`` stream; the block permutation plays the part
+  of its shuffle buffer (a uniform shuffle within the block instead of a bounded-delay one).
+- eval (:class:`EvalTableStream`): every window of the rank's shards once, in index order.
+
+Both run in the process that iterates them. Per batch they cost a few numpy calls, so DataLoader
+workers would only add forking and inter-process traffic: the batch is copied out of the shard
+mapping in the main process whichever way its windows were chosen. The batches therefore depend on
+the seed, the epoch and the rank, never on the number of workers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .seeding import derive_seed
+from .windowtable import WindowTable, open_table, table_path
+
+_SALT = 3  # the loader's webdataset stages use salts 1 (shard draws) and 2 (shuffle buffer)
+
+
+def has_table(url: str) -> bool:
+    """A local tar with a window-table sidecar (a ``stat``; the table is checked when it is opened)."""
+    if "://" in url or url.startswith("pipe:") or not url.endswith(".tar"):
+        return False
+    return table_path(url).is_file()
+
+
+@dataclass(frozen=True)
+class TableBatch:
+    """``B`` windows: window ``b`` is window ``w[b]`` of ``tables[t[b]]``."""
+
+    tables: Sequence[WindowTable | None]  # the stream's shards (None: not opened, or not selected)
+    t: np.ndarray  # (B,) intp
+    w: np.ndarray  # (B,) intp
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+class _Tables:
+    """A stream's shards, each opened (mapped, its table read and checked) on first use and kept open.
+
+    ``keep`` is the sample-level subject check behind the shard-level selection: a shard whose table
+    names an unselected subject is skipped with a warning (index.json and the shard disagree).
+    """
+
+    def __init__(self, urls: Sequence[str], keep: Callable[[Any], bool]) -> None:
+        self.urls, self.keep = list(urls), keep
+        self.opened: list[WindowTable | None] = [None] * len(self.urls)
+        self.skipped: set[int] = set()  # not selected, or no windows
+
+    def get(self, k: int) -> WindowTable | None:
+        """Shard ``k``'s table; None when it is skipped."""
+        table = self.opened[k]
+        if table is not None or k in self.skipped:
+            return table
+        url = self.urls[k]
+        table = open_table(url)
+        if table is None:
+            if not Path(url).is_file():
+                raise FileNotFoundError(f"shard {url} not found")
+            raise ValueError(f"shard {url}: its window table no longer describes it and its windows do not "
+                             "share one recording layout (was the shard replaced after the loader was built?)")
+        if not self.keep(table):
+            warnings.warn(f"skipping shard {url}: its subject {table.subject!r} is not selected although "
+                          "index.json lists it under a selected subject", stacklevel=3)
+            self.skipped.add(k)
+            return None
+        if not len(table):
+            self.skipped.add(k)
+            return None
+        self.opened[k] = table
+        return table
+
+
+class TrainTableStream:
+    """Endless full batches (see the module doc); one ``iter()`` is one epoch's stream."""
+
+    def __init__(self, urls: Sequence[str], batch_size: int, read: Callable[[TableBatch], Any], *,
+                 seed: int = 0, rank: int = 0, shuffle_buffer: int = 1000,
+                 keep: Callable[[Any], bool] = lambda table: True) -> None:
+        if not urls:
+            raise ValueError("no shards to sample from")
+        self.tables = _Tables(urls, keep)
+        self.batch_size, self.read = batch_size, read
+        self.seed, self.rank, self.shuffle_buffer = seed, rank, shuffle_buffer
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[Any]:
+        rng = np.random.default_rng(derive_seed(_SALT, self.seed, self.epoch, self.rank))
+        self.epoch += 1  # iterated again without set_epoch, the next pass still draws anew
+        return self._batches(rng)
+
+    def _batches(self, rng: np.random.Generator) -> Iterator[Any]:
+        size, t_rest, w_rest = self.batch_size, np.empty(0, np.intp), np.empty(0, np.intp)
+        draws = _draws(rng, len(self.tables.urls))
+        while True:
+            t, w = self._block(rng, draws, t_rest, w_rest)  # (N,), (N,)
+            full = len(t) - len(t) % size
+            for start in range(0, full, size):
+                yield self.read(TableBatch(self.tables.opened, t[start:start + size], w[start:start + size]))
+            t_rest, w_rest = t[full:], w[full:]
+
+    def _block(self, rng: np.random.Generator, draws: Iterator[int], t_rest: np.ndarray,
+               w_rest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The remainder of the last block and every window of newly drawn shards, permuted."""
+        drawn, sizes, n = [], [], len(t_rest)
+        n_shards, opened = len(self.tables.urls), self.tables.opened
+        while n < max(self.shuffle_buffer, self.batch_size):
+            k = next(draws)
+            table = opened[k] or self.tables.get(k)
+            if table is None:
+                if len(self.tables.skipped) == n_shards:
+                    raise ValueError(f"none of the {n_shards} shards holds windows of a selected subject "
+                                     f"({self.tables.keep}); index.json does not match the shards' metadata")
+                continue
+            drawn.append(k)
+            sizes.append(len(table))
+            n += len(table)
+        counts = np.array(sizes, np.intp)  # (D,) windows of each drawn shard
+        first = np.repeat(np.cumsum(counts) - counts, counts)  # (N - rest,) where each shard's run starts
+        t = np.concatenate([t_rest, np.repeat(np.array(drawn, np.intp), counts)])  # (N,)
+        w = np.concatenate([w_rest, np.arange(len(first), dtype=np.intp) - first])  # (N,)
+        if self.shuffle_buffer > 1:
+            order = rng.permutation(n)
+            t, w = t[order], w[order]
+        return t, w
+
+
+def _draws(rng: np.random.Generator, n: int, chunk: int = 256) -> Iterator[int]:
+    """Endless shard numbers drawn uniformly with replacement, a chunk per call to ``rng``."""
+    while True:
+        yield from rng.integers(n, size=chunk).tolist()
+
+
+class EvalTableStream:
+    """Every window of the rank's shards (shard ``i`` goes to rank ``i % world_size``) once, in order."""
+
+    def __init__(self, urls: Sequence[str], batch_size: int, read: Callable[[TableBatch], Any], *,
+                 rank: int = 0, world_size: int = 1, keep: Callable[[Any], bool] = lambda table: True) -> None:
+        self.tables = _Tables(list(urls)[rank::world_size], keep)
+        self.batch_size, self.read = batch_size, read
+
+    def __iter__(self) -> Iterator[Any]:
+        tables = [(k, self.tables.get(k)) for k in range(len(self.tables.urls))]
+        tables = [(k, table) for k, table in tables if table is not None]
+        if not tables:
+            return iter(())
+        t = np.concatenate([np.full(len(table), k, np.intp) for k, table in tables])  # (N,)
+        w = np.concatenate([np.arange(len(table), dtype=np.intp) for _, table in tables])  # (N,)
+        size = self.batch_size
+        return (self.read(TableBatch(self.tables.opened, t[i:i + size], w[i:i + size])) for i in range(0, len(t), size))

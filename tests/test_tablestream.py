@@ -1,0 +1,120 @@
+"""Table streams: batches of local shards with window tables, chosen as index arrays (tablestream.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import islice
+from pathlib import Path
+
+import pytest
+import torch
+import webdataset as wds
+from shardkit import DEFAULT_RECORDINGS, make_dataset
+
+from neurofm.pipelines.loader import (
+    ShardDataModule,
+    as_sample,
+    collate_samples,
+    eval_pipeline,
+    load_index,
+    shard_windows,
+    train_pipeline,
+)
+from neurofm.pipelines.tablestream import EvalTableStream, TrainTableStream
+from neurofm.pipelines.windowtable import clear_table_cache, write_table
+
+N_SAMPLES = sum(spec.n_windows for spec in DEFAULT_RECORDINGS)  # 60, in 6 shards of 10
+
+
+@pytest.fixture(scope="module")
+def tabled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = make_dataset(tmp_path_factory.mktemp("prepared") / "synthetic_mi")
+    for shard in load_index(path).shards:
+        assert write_table(shard.url, shard.sha256) is not None
+    return path
+
+
+@pytest.fixture(autouse=True)
+def single_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def urls_of(index: Path) -> list[str]:
+    return [s.url for s in load_index(index).shards]
+
+
+def shard_keys(index: Path) -> dict[str, list[str]]:
+    """Each shard's window keys, in order."""
+    return {url: [w.key for w in shard_windows([{"url": url}])] for url in urls_of(index)}
+
+
+def test_table_streams_only_when_every_shard_has_a_table(tabled: Path, tmp_path: Path) -> None:
+    urls = urls_of(tabled)
+    assert isinstance(train_pipeline(urls, 4), TrainTableStream)
+    assert isinstance(eval_pipeline(urls, 4), EvalTableStream)
+    assert isinstance(train_pipeline(urls, 4, tables=False), wds.DataPipeline)
+    assert isinstance(eval_pipeline(urls, None), wds.DataPipeline)  # samples, not batches
+    assert isinstance(train_pipeline([*urls, f"pipe:cat {urls[0]}"], 4), wds.DataPipeline)
+    bare = urls_of(make_dataset(tmp_path / "bare"))  # no sidecars: tables would be built by scanning
+    assert isinstance(eval_pipeline(bare, 4), wds.DataPipeline)
+
+
+def test_train_stream_draws_whole_shards_and_permutes_each_block(tabled: Path) -> None:
+    keys = shard_keys(tabled)
+    # no shuffle: the windows of each drawn shard, whole and in order
+    stream = train_pipeline(urls_of(tabled), 5, shuffle_buffer=0, seed=1)
+    drawn = [k for batch in islice(stream, 12) for k in batch.key]  # 60 windows: 6 draws of 10
+    assert all(len(b) == 5 for b in islice(stream, 3))
+    chunks = [drawn[i:i + 10] for i in range(0, 60, 10)]
+    assert all(chunk in keys.values() for chunk in chunks)
+    assert len({tuple(c) for c in chunks}) > 1
+    # a buffer of 30: each block of 3 whole shards comes out permuted, and 30 is 6 full batches
+    for seed in (1, 2):
+        block = [k for batch in islice(train_pipeline(urls_of(tabled), 5, shuffle_buffer=30, seed=seed), 6)
+                 for k in batch.key]
+        counts = Counter(block)
+        shards = [ks for ks in keys.values() if ks[0] in counts]
+        assert sum(counts[ks[0]] for ks in shards) == 3  # three draws (with replacement)
+        assert all(counts[k] == counts[ks[0]] for ks in shards for k in ks)  # each drawn shard whole
+        assert block[:10] not in keys.values()  # permuted
+
+
+def test_table_stream_epochs_and_workers(tabled: Path) -> None:
+    def loader(num_workers: int):
+        return ShardDataModule(tabled, batch_size=4, num_workers=num_workers, seed=5, shuffle_buffer=16,
+                               train_batches_per_epoch=6).train_dataloader()
+
+    def epoch(loader) -> list[list[str]]:
+        return [batch.key for batch in loader]
+
+    in_process, with_workers = loader(0), loader(2)
+    first = [epoch(in_process) for _ in range(3)]
+    assert first == [epoch(with_workers) for _ in range(3)]  # in-process whatever num_workers
+    assert first[0] != first[1] != first[2]
+    resumed = loader(2)
+    resumed.set_epoch(2)  # what a run resumed at epoch 2 does
+    assert epoch(resumed) == first[2]
+    assert not with_workers.continuous and with_workers.loader is None
+
+
+def test_table_batches_equal_the_decoded_samples(tabled: Path) -> None:
+    stream = train_pipeline(urls_of(tabled), 9, shuffle_buffer=40, seed=0, mask_bad_channels=True)
+    samples = {w.key: as_sample(w) for url in urls_of(tabled) for w in shard_windows([{"url": url}])}
+    for batch in islice(stream, 6):  # mixed montages (8, 12 and 5 channels): padded batches
+        ref = collate_samples([samples[k] for k in batch.key])
+        for name in ("x", "chan_mask", "pos", "pos_known", "label"):
+            assert torch.equal(getattr(batch, name), getattr(ref, name)), name
+        assert (batch.ch_names, batch.subject, batch.sfreq) == (ref.ch_names, ref.subject, ref.sfreq)
+
+
+def test_a_shard_gone_after_the_loader_was_built_is_named(tabled: Path, tmp_path: Path) -> None:
+    index = make_dataset(tmp_path / "mi")
+    for shard in load_index(index).shards:
+        write_table(shard.url)
+    urls = urls_of(index)
+    stream = eval_pipeline(urls, 4)
+    Path(urls[2]).unlink()
+    clear_table_cache()
+    with pytest.raises(FileNotFoundError, match=urls[2]):
+        list(stream)
