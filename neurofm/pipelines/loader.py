@@ -1003,7 +1003,10 @@ class ShardDataModule(L.LightningDataModule):
     ``torch.distributed``. Each rank gets ``train_batches_per_epoch`` full batches per epoch
     (default: training samples // (batch_size * world size)). Eval loaders split shards over ranks,
     so under DDP ranks may get different numbers of val batches: log with ``sync_dist`` only from
-    ``on_validation_epoch_end``, or validate on one device. Train loader workers persist across
+    ``on_validation_epoch_end``, or validate on one device.
+
+    Local prepared shards (all with window tables) are read by table streams in this process, and
+    ``num_workers`` is not used for them. For streamed shards, train loader workers persist across
     epochs (``persistent_workers``) and keep streaming: re-forking them, or restarting their
     pipelines, every epoch cost more than the epoch itself on small datasets.
     """
