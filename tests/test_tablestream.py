@@ -118,3 +118,14 @@ def test_a_shard_gone_after_the_loader_was_built_is_named(tabled: Path, tmp_path
     clear_table_cache()
     with pytest.raises(FileNotFoundError, match=urls[2]):
         list(stream)
+
+
+def test_streams_keep_a_bounded_number_of_tables_open(tabled: Path) -> None:
+    urls = urls_of(tabled)
+    for make, n in ((lambda: train_pipeline(urls, 5, shuffle_buffer=30, seed=4), 20),
+                    (lambda: eval_pipeline(urls, 7), 100)):
+        everything, bounded = make(), make()
+        bounded.tables.max_open = 1  # every other shard is opened again when it is needed again
+        pairs = list(zip(islice(everything, n), islice(bounded, n)))
+        assert pairs and all(a.key == b.key and torch.equal(a.x, b.x) for a, b in pairs)
+        assert len(bounded.tables.open) == 1 and len(everything.tables.open) > 2

@@ -21,6 +21,7 @@ the seed, the epoch and the rank, never on the number of workers.
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ def has_table(url: str) -> bool:
 class TableBatch:
     """``B`` windows: window ``b`` is window ``w[b]`` of ``tables[t[b]]``."""
 
-    tables: Sequence[WindowTable | None]  # the stream's shards (None: not opened, or not selected)
+    tables: Any  # indexable by the values of t: a list of tables, or a stream's open tables (_Tables)
     t: np.ndarray  # (B,) intp
     w: np.ndarray  # (B,) intp
 
@@ -54,22 +55,45 @@ class TableBatch:
 
 
 class _Tables:
-    """A stream's shards, each opened (mapped, its table read and checked) on first use and kept open.
+    """A stream's shards, each opened (mapped, its table read and checked) when first needed.
 
-    ``keep`` is the sample-level subject check behind the shard-level selection: a shard whose table
-    names an unselected subject is skipped with a warning (index.json and the shard disagree).
+    The ``max_open`` most recently used tables are kept (a table costs ~0.4 ms to open and holds
+    its shard's mapping and per-window lists: a stream over a corpus of 10^4-10^5 shards must not
+    hold them all); an evicted one is opened again when drawn again. ``keep`` is the sample-level
+    subject check behind the shard-level selection: a shard whose table names an unselected
+    subject is skipped with a warning (index.json and the shard disagree). Indexing (``tables[k]``)
+    is what a :class:`TableBatch` does with a shard that was drawn, so it is never skipped.
     """
 
-    def __init__(self, urls: Sequence[str], keep: Callable[[Any], bool]) -> None:
-        self.urls, self.keep = list(urls), keep
-        self.opened: list[WindowTable | None] = [None] * len(self.urls)
+    def __init__(self, urls: Sequence[str], keep: Callable[[Any], bool], max_open: int = 1024) -> None:
+        self.urls, self.keep, self.max_open = list(urls), keep, max_open
+        self.open: OrderedDict[int, WindowTable] = OrderedDict()
         self.skipped: set[int] = set()  # not selected, or no windows
+
+    def __getitem__(self, k: int) -> WindowTable:
+        table = self.open.get(k)  # drawing it moved it up the LRU order already
+        if table is None:
+            table = self.get(k)
+        if table is None:
+            raise KeyError(f"shard {self.urls[k]} is skipped")
+        return table
 
     def get(self, k: int) -> WindowTable | None:
         """Shard ``k``'s table; None when it is skipped."""
-        table = self.opened[k]
-        if table is not None or k in self.skipped:
+        table = self.open.get(k)
+        if table is not None:
+            self.open.move_to_end(k)
             return table
+        if k in self.skipped:
+            return None
+        table = self._open(k)
+        if table is not None:
+            self.open[k] = table
+            if len(self.open) > self.max_open:
+                self.open.popitem(last=False)
+        return table
+
+    def _open(self, k: int) -> WindowTable | None:
         url = self.urls[k]
         table = open_table(url)
         if table is None:
@@ -79,13 +103,12 @@ class _Tables:
                              "share one recording layout (was the shard replaced after the loader was built?)")
         if not self.keep(table):
             warnings.warn(f"skipping shard {url}: its subject {table.subject!r} is not selected although "
-                          "index.json lists it under a selected subject", stacklevel=3)
+                          "index.json lists it under a selected subject", stacklevel=4)
             self.skipped.add(k)
             return None
         if not len(table):
             self.skipped.add(k)
             return None
-        self.opened[k] = table
         return table
 
 
@@ -117,17 +140,17 @@ class TrainTableStream:
             t, w = self._block(rng, draws, t_rest, w_rest)  # (N,), (N,)
             full = len(t) - len(t) % size
             for start in range(0, full, size):
-                yield self.read(TableBatch(self.tables.opened, t[start:start + size], w[start:start + size]))
+                yield self.read(TableBatch(self.tables, t[start:start + size], w[start:start + size]))
             t_rest, w_rest = t[full:], w[full:]
 
     def _block(self, rng: np.random.Generator, draws: Iterator[int], t_rest: np.ndarray,
                w_rest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The remainder of the last block and every window of newly drawn shards, permuted."""
         drawn, sizes, n = [], [], len(t_rest)
-        n_shards, opened = len(self.tables.urls), self.tables.opened
+        n_shards = len(self.tables.urls)
         while n < max(self.shuffle_buffer, self.batch_size):
             k = next(draws)
-            table = opened[k] or self.tables.get(k)
+            table = self.tables.get(k)
             if table is None:
                 if len(self.tables.skipped) == n_shards:
                     raise ValueError(f"none of the {n_shards} shards holds windows of a selected subject "
@@ -161,11 +184,19 @@ class EvalTableStream:
         self.batch_size, self.read = batch_size, read
 
     def __iter__(self) -> Iterator[Any]:
-        tables = [(k, self.tables.get(k)) for k in range(len(self.tables.urls))]
-        tables = [(k, table) for k, table in tables if table is not None]
-        if not tables:
-            return iter(())
-        t = np.concatenate([np.full(len(table), k, np.intp) for k, table in tables])  # (N,)
-        w = np.concatenate([np.arange(len(table), dtype=np.intp) for _, table in tables])  # (N,)
-        size = self.batch_size
-        return (self.read(TableBatch(self.tables.opened, t[i:i + size], w[i:i + size])) for i in range(0, len(t), size))
+        return self._batches()
+
+    def _batches(self) -> Iterator[Any]:
+        size, t_rest, w_rest = self.batch_size, np.empty(0, np.intp), np.empty(0, np.intp)
+        for k in range(len(self.tables.urls)):  # opened one by one: a batch may span shards
+            table = self.tables.get(k)
+            if table is None:
+                continue
+            t = np.concatenate([t_rest, np.full(len(table), k, np.intp)])  # (N,)
+            w = np.concatenate([w_rest, np.arange(len(table), dtype=np.intp)])  # (N,)
+            full = len(t) - len(t) % size
+            for start in range(0, full, size):
+                yield self.read(TableBatch(self.tables, t[start:start + size], w[start:start + size]))
+            t_rest, w_rest = t[full:], w[full:]
+        if len(t_rest):
+            yield self.read(TableBatch(self.tables, t_rest, w_rest))
