@@ -44,8 +44,8 @@ class ShardDataConfig:
         eval_batch_size: windows per validation batch (default: batch_size).
         num_workers: DataLoader worker processes, for streamed shards (local prepared shards are
             read in the training process: their batches do not depend on it).
-        shuffle_buffer: windows mixed at a time (local shards: a block of whole shards permuted;
-            streamed shards: webdataset's shuffle buffer).
+        shuffle_buffer: windows mixed at a time (local shards: a block of whole shards, at least
+            16 of them, permuted; streamed shards: webdataset's shuffle buffer).
         train_batches_per_epoch: batches per epoch (default: one pass over the training windows).
         crop_samples: train on random crops of this many samples (whole windows when null).
         seed: seed of the shard and sample order.

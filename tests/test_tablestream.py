@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import webdataset as wds
-from shardkit import DEFAULT_RECORDINGS, make_dataset
+from shardkit import DEFAULT_RECORDINGS, RecordingSpec, make_dataset
 
 from neurofm.pipelines.loader import (
     ShardDataModule,
@@ -20,7 +20,7 @@ from neurofm.pipelines.loader import (
     shard_windows,
     train_pipeline,
 )
-from neurofm.pipelines.tablestream import EvalTableStream, TrainTableStream
+from neurofm.pipelines.tablestream import MIN_SHARDS_PER_BLOCK, EvalTableStream, TrainTableStream
 from neurofm.pipelines.windowtable import clear_table_cache, write_table
 
 N_SAMPLES = sum(spec.n_windows for spec in DEFAULT_RECORDINGS)  # 60, in 6 shards of 10
@@ -69,15 +69,16 @@ def test_train_stream_draws_whole_shards_and_permutes_each_block(tabled: Path) -
     chunks = [drawn[i:i + 10] for i in range(0, 60, 10)]
     assert all(chunk in keys.values() for chunk in chunks)
     assert len({tuple(c) for c in chunks}) > 1
-    # a buffer of 30: each block of 3 whole shards comes out permuted, and 30 is 6 full batches
+    # each block: MIN_SHARDS_PER_BLOCK whole shards (a buffer of 30 holds fewer windows), permuted
+    n_block = 10 * MIN_SHARDS_PER_BLOCK  # 160 windows = 32 full batches of 5
     for seed in (1, 2):
-        block = [k for batch in islice(train_pipeline(urls_of(tabled), 5, shuffle_buffer=30, seed=seed), 6)
-                 for k in batch.key]
+        stream = train_pipeline(urls_of(tabled), 5, shuffle_buffer=30, seed=seed)
+        block = [k for batch in islice(stream, n_block // 5) for k in batch.key]
         counts = Counter(block)
         shards = [ks for ks in keys.values() if ks[0] in counts]
-        assert sum(counts[ks[0]] for ks in shards) == 3  # three draws (with replacement)
+        assert sum(counts[ks[0]] for ks in shards) == MIN_SHARDS_PER_BLOCK  # draws, with replacement
         assert all(counts[k] == counts[ks[0]] for ks in shards for k in ks)  # each drawn shard whole
-        assert block[:10] not in keys.values()  # permuted
+        assert len({k.rsplit("/", 1)[0] for k in block[:10]}) > 1  # permuted: shards mixed
 
 
 def test_table_stream_epochs_and_workers(tabled: Path) -> None:
@@ -129,3 +130,14 @@ def test_streams_keep_a_bounded_number_of_tables_open(tabled: Path) -> None:
         pairs = list(zip(islice(everything, n), islice(bounded, n)))
         assert pairs and all(a.key == b.key and torch.equal(a.x, b.x) for a, b in pairs)
         assert len(bounded.tables.open) == 1 and len(everything.tables.open) > 2
+
+
+def test_windows_of_different_lengths_in_one_batch_are_an_error_naming_the_shards(tabled: Path,
+                                                                                 tmp_path: Path) -> None:
+    other = make_dataset(tmp_path / "other", [RecordingSpec("09", 4, n_windows=1)], n_times=32)
+    for shard in load_index(other).shards:
+        write_table(shard.url)
+    stream = eval_pipeline(urls_of(tabled)[-1:] + urls_of(other), 64)
+    assert isinstance(stream, EvalTableStream)
+    with pytest.raises(ValueError, match=r"different n_times: .*other/shards/.*-000000\.tar"):
+        list(stream)

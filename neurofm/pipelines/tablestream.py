@@ -6,10 +6,11 @@ decided with numpy on (shard, window) index arrays, and the batch is then read w
 window (``loader.read_table_batch``):
 
 - train (:class:`TrainTableStream`): shards drawn with replacement from a generator seeded by
-  ``(seed, epoch, rank)`` until a block holds at least ``shuffle_buffer`` windows; the block is
-  permuted and cut into full batches, and its remainder opens the next block. Every window of a
-  drawn shard is used, as in webdataset's ``resampled`` stream; the block permutation plays the part
-  of its shuffle buffer (a uniform shuffle within the block instead of a bounded-delay one).
+  ``(seed, epoch, rank)`` until a block holds at least ``shuffle_buffer`` windows and
+  ``MIN_SHARDS_PER_BLOCK`` shards; the block is permuted and cut into full batches, and its
+  remainder opens the next block. Every window of a drawn shard is used, as in webdataset's
+  ``resampled`` stream; the block permutation plays the part of its shuffle buffer (a uniform
+  shuffle within the block instead of a bounded-delay one, over indices, not samples).
 - eval (:class:`EvalTableStream`): every window of the rank's shards once, in index order.
 
 Both run in the process that iterates them. Per batch they cost a few numpy calls, so DataLoader
@@ -33,6 +34,10 @@ from .seeding import derive_seed
 from .windowtable import WindowTable, open_table, table_path
 
 _SALT = 3  # the loader's webdataset stages use salts 1 (shard draws) and 2 (shuffle buffer)
+# A train block draws at least this many shards, whatever `shuffle_buffer`: a block is only index
+# arrays, and with long recordings (2000-window shards) a block of `shuffle_buffer` windows would
+# hold one recording, so that dozens of consecutive batches came from it.
+MIN_SHARDS_PER_BLOCK = 16
 
 
 def has_table(url: str) -> bool:
@@ -148,7 +153,7 @@ class TrainTableStream:
         """The remainder of the last block and every window of newly drawn shards, permuted."""
         drawn, sizes, n = [], [], len(t_rest)
         n_shards = len(self.tables.urls)
-        while n < max(self.shuffle_buffer, self.batch_size):
+        while n < max(self.shuffle_buffer, self.batch_size) or len(drawn) < MIN_SHARDS_PER_BLOCK:
             k = next(draws)
             table = self.tables.get(k)
             if table is None:
