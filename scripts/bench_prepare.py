@@ -367,17 +367,20 @@ def bench_dataset(dataset: Dataset, work: Path, args: argparse.Namespace, consol
     memmap_windows(index, npy)
     load = loading_runs(index, npy, args)
     console.print(f"[bold]{dataset.label}[/]: loading ({load_rounds} rounds of {len(load)} timings)...")
-    # Three groups, each round robin: cold readers clear the window-table cache on every pass, which
-    # the later-epoch readers must keep, as a training run does; and a loader with persistent workers
-    # keeps prefetching after its epoch ends, which would take the cores from whatever runs next.
+    # Groups, each round robin: cold readers clear the window-table cache on every pass, which the
+    # later-epoch readers must keep, as a training run does; and a loader with persistent worker
+    # processes keeps prefetching after its epoch ends, which would take the cores from whatever runs
+    # next. (Local shards with window tables are read in-process whatever num_workers: no such group.)
+    forks = ShardDataModule(index, batch_size=args.batch_size, num_workers=2).train_dataloader().loader is not None
     groups: dict[str, list] = {"cold": [], "warm": [], "workers": []}
     for key, run in load.items():
-        group = ("workers" if key.startswith("train2") else "cold" if key.startswith("memmap_first")
-                 else "warm" if key.startswith("memmap") or key.endswith("_warm") else "cold")
+        group = ("workers" if key.startswith("train2") and forks
+                 else "warm" if key.startswith("memmap") and not key.startswith("memmap_first") or key.endswith("_warm")
+                 else "cold")
         groups[group].append(run)
     # A pass over 402 windows takes 10-20 ms, and this VM's memory speed drifts by 2x over seconds:
     # the warm readers alternate pass by pass, `--passes` times per round, so a slow spell hits all alike.
-    for name, runs in groups.items():
+    for name, runs in ((name, runs) for name, runs in groups.items() if runs):
         run_round_robin(runs, load_rounds * (args.passes if name == "warm" else 1), warmup=True)
 
     timings = {key: timing for key, (timing, _) in {**prep, **load}.items()}

@@ -11,6 +11,8 @@ import torch
 import webdataset as wds
 from shardkit import DEFAULT_RECORDINGS, RecordingSpec, make_dataset
 
+import neurofm.pipelines.loader as loader_module
+from neurofm.pipelines.buffers import CopyThreads
 from neurofm.pipelines.loader import (
     ShardDataModule,
     as_sample,
@@ -99,10 +101,16 @@ def test_table_stream_epochs_and_workers(tabled: Path) -> None:
     assert not with_workers.continuous and with_workers.loader is None
 
 
-def test_table_batches_equal_the_decoded_samples(tabled: Path) -> None:
-    stream = train_pipeline(urls_of(tabled), 9, shuffle_buffer=40, seed=0, mask_bad_channels=True)
-    samples = {w.key: as_sample(w) for url in urls_of(tabled) for w in shard_windows([{"url": url}])}
-    for batch in islice(stream, 6):  # mixed montages (8, 12 and 5 channels): padded batches
+@pytest.mark.parametrize("threads", [1, 3])
+def test_table_batches_equal_the_decoded_samples(tabled: Path, threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loader_module, "_COPY_THREADS", CopyThreads(threads, min_bytes=0))  # tiny batches too
+    urls = urls_of(tabled)
+    samples = {w.key: as_sample(w) for url in urls for w in shard_windows([{"url": url}])}
+    mixed = list(islice(train_pipeline(urls, 9, shuffle_buffer=40, seed=0), 6))  # 8, 12 and 5 channels: padded
+    uniform = list(eval_pipeline(urls[:2], 6))  # subject 01's two shards: one channel count, no padding
+    assert len({len(names) for b in mixed for names in b.ch_names}) > 1
+    assert {b.x.shape[1] for b in uniform} == {len(uniform[0].ch_names[0])}
+    for batch in mixed + uniform:
         ref = collate_samples([samples[k] for k in batch.key])
         for name in ("x", "chan_mask", "pos", "pos_known", "label"):
             assert torch.equal(getattr(batch, name), getattr(ref, name)), name

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from .buffers import BufferPool
+from .buffers import BufferPool, CopyThreads
 from .seeding import derive_seed
 from .tablestream import EvalTableStream, TableBatch, TrainTableStream, has_table
 from .tario import decode_npy, tar_samples
@@ -572,6 +572,8 @@ def collate_samples(samples: Sequence[Sample], mask_bad_channels: bool = True) -
 
 # Recycled batch arrays of `collate_windows` (one pool per process: each DataLoader worker has its own).
 _BATCH_BUFFERS = BufferPool()
+# Threads that copy a batch's windows out of the mapped shards (`read_table_batch`).
+_COPY_THREADS = CopyThreads()
 
 
 def collate_windows(items: Sequence[Window], mask_bad_channels: bool = True) -> Batch:
@@ -628,17 +630,26 @@ def _copy_windows(tables: Sequence[WindowTable], of: list[int], at: list[int]) -
     flat = [r.flat_windows() for r in tables]  # per recording, each window's (C_rec*T,) view of its shard
     src = [flat[k][i] for k, i in zip(of, at)]
     x = _BATCH_BUFFERS.empty((n_batch, n_chans * n_times))  # (B, C*T): row b holds window b, then padding
-    if all(r.n_chans == n_chans for r in tables):
-        np.concatenate(src, out=x.reshape(-1))  # one C loop over the windows
+    uniform = all(r.n_chans == n_chans for r in tables)
+    _COPY_THREADS.run(partial(_copy_rows, x, src, uniform), n_batch, x.nbytes)
+    if uniform:
         channels = np.concatenate([r.channel_rows for r in tables]).reshape(len(tables), n_chans, 6)  # (U, C, 6)
     else:
-        for row, window in enumerate(src):
-            x[row, : window.size] = window
-            x[row, window.size:] = 0.0  # padding
         channels = np.zeros((len(tables), n_chans, 6), np.float32)  # (U, C, 6)
         for k, r in enumerate(tables):
             channels[k, : r.n_chans] = r.channel_rows
     return x.reshape(n_batch, n_chans, n_times), channels[np.array(of, np.intp)]
+
+
+def _copy_rows(x: np.ndarray, src: list[np.ndarray], uniform: bool, start: int, stop: int) -> None:
+    """Rows ``start:stop`` of ``x`` (B, C*T) from the flat windows ``src``, zero-padded."""
+    if uniform:
+        np.concatenate(src[start:stop], out=x[start:stop].reshape(-1))  # one C loop over the windows
+        return
+    for row in range(start, stop):
+        window = src[row]
+        x[row, : window.size] = window
+        x[row, window.size:] = 0.0  # padding
 
 
 def _per_window(inv: Sequence[int], per_recording: list[Any]) -> list[Any]:
