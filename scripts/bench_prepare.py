@@ -375,7 +375,7 @@ def bench_dataset(dataset: Dataset, work: Path, args: argparse.Namespace, consol
     groups: dict[str, list] = {"cold": [], "warm": [], "workers": []}
     for key, run in load.items():
         group = ("workers" if key.startswith("train2") and forks
-                 else "warm" if key.startswith("memmap") and not key.startswith("memmap_first") or key.endswith("_warm")
+                 else "warm" if (key.startswith("memmap") and not key.startswith("memmap_first")) or key.endswith("_warm")
                  else "cold")
         groups[group].append(run)
     # A pass over 402 windows takes 10-20 ms, and this VM's memory speed drifts by 2x over seconds:

@@ -47,12 +47,12 @@ def test_the_pool_is_bounded() -> None:
     assert len({a.ctypes.data for a in held}) == 5
 
 
-@pytest.mark.parametrize("threads, n_rows", [(1, 10), (3, 10), (3, 2), (4, 1)])
+@pytest.mark.parametrize("threads, n_rows", [(1, 10), (3, 10), (3, 2), (4, 1), (3, 0)])
 def test_copy_threads_run_every_row_once(threads: int, n_rows: int) -> None:
     calls: list[tuple[int, int]] = []
     CopyThreads(threads, min_bytes=0).run(lambda a, b: calls.append((a, b)), n_rows, nbytes=1)
     assert sorted(calls)[0][0] == 0 and sorted(calls)[-1][1] == n_rows
-    assert sum(b - a for a, b in calls) == n_rows and len(calls) == min(threads, n_rows)
+    assert sum(b - a for a, b in calls) == n_rows and len(calls) == max(1, min(threads, n_rows))
     small: list[tuple[int, int]] = []
     CopyThreads(threads, min_bytes=100).run(lambda a, b: small.append((a, b)), n_rows, nbytes=99)
     assert small == [(0, n_rows)]  # below min_bytes: one call, in this thread
@@ -64,9 +64,13 @@ def test_copy_threads_work_in_a_forked_child() -> None:
     copier.run(lambda a, b: out.__setitem__(slice(a, b), 1.0), 8, nbytes=1)  # the parent's pool exists
     pid = os.fork()
     if pid == 0:  # the child's copy of the pool has no threads: a new one must be made
-        signal.alarm(20)
-        child = np.zeros(8)
-        copier.run(lambda a, b: child.__setitem__(slice(a, b), 2.0), 8, nbytes=1)
-        os._exit(0 if (child == 2.0).all() else 1)
+        code = 1
+        try:
+            signal.alarm(20)
+            child = np.zeros(8)
+            copier.run(lambda a, b: child.__setitem__(slice(a, b), 2.0), 8, nbytes=1)
+            code = 0 if (child == 2.0).all() else 1
+        finally:
+            os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0 and (out == 1.0).all()

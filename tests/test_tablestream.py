@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from itertools import islice
 from pathlib import Path
@@ -23,7 +24,8 @@ from neurofm.pipelines.loader import (
     train_pipeline,
 )
 from neurofm.pipelines.tablestream import MIN_SHARDS_PER_BLOCK, EvalTableStream, TrainTableStream
-from neurofm.pipelines.windowtable import clear_table_cache, write_table
+from neurofm.pipelines import tablestream
+from neurofm.pipelines.windowtable import clear_table_cache, open_table, write_table
 
 N_SAMPLES = sum(spec.n_windows for spec in DEFAULT_RECORDINGS)  # 60, in 6 shards of 10
 
@@ -57,9 +59,13 @@ def test_table_streams_only_when_every_shard_has_a_table(tabled: Path, tmp_path:
     assert isinstance(eval_pipeline(urls, 4), EvalTableStream)
     assert isinstance(train_pipeline(urls, 4, tables=False), wds.DataPipeline)
     assert isinstance(eval_pipeline(urls, None), wds.DataPipeline)  # samples, not batches
-    assert isinstance(train_pipeline([*urls, f"pipe:cat {urls[0]}"], 4), wds.DataPipeline)
-    bare = urls_of(make_dataset(tmp_path / "bare"))  # no sidecars: tables would be built by scanning
-    assert isinstance(eval_pipeline(bare, 4), wds.DataPipeline)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a streamed shard has no table: nothing to warn about
+        assert isinstance(train_pipeline([*urls, f"pipe:cat {urls[0]}"], 4), wds.DataPipeline)
+        bare = urls_of(make_dataset(tmp_path / "bare"))  # no sidecars: tables would be built by scanning
+        assert isinstance(eval_pipeline(bare, 4), wds.DataPipeline)
+    with pytest.warns(UserWarning, match=rf"1 of 7 shards have no window table \(first: {bare[0]}\)"):
+        assert isinstance(train_pipeline([*urls, bare[0]], 4), wds.DataPipeline)
 
 
 def test_train_stream_draws_whole_shards_and_permutes_each_block(tabled: Path) -> None:
@@ -71,16 +77,17 @@ def test_train_stream_draws_whole_shards_and_permutes_each_block(tabled: Path) -
     chunks = [drawn[i:i + 10] for i in range(0, 60, 10)]
     assert all(chunk in keys.values() for chunk in chunks)
     assert len({tuple(c) for c in chunks}) > 1
-    # each block: MIN_SHARDS_PER_BLOCK whole shards (a buffer of 30 holds fewer windows), permuted
-    n_block = 10 * MIN_SHARDS_PER_BLOCK  # 160 windows = 32 full batches of 5
+    # each block: as many draws as there are shards (6 < MIN_SHARDS_PER_BLOCK; a buffer of 30 holds
+    # fewer windows), each drawn shard whole, the block permuted
+    n_draws = min(MIN_SHARDS_PER_BLOCK, len(keys))
     for seed in (1, 2):
         stream = train_pipeline(urls_of(tabled), 5, shuffle_buffer=30, seed=seed)
-        block = [k for batch in islice(stream, n_block // 5) for k in batch.key]
+        block = [k for batch in islice(stream, 10 * n_draws // 5) for k in batch.key]
         counts = Counter(block)
         shards = [ks for ks in keys.values() if ks[0] in counts]
-        assert sum(counts[ks[0]] for ks in shards) == MIN_SHARDS_PER_BLOCK  # draws, with replacement
+        assert sum(counts[ks[0]] for ks in shards) == n_draws  # draws, with replacement
         assert all(counts[k] == counts[ks[0]] for ks in shards for k in ks)  # each drawn shard whole
-        assert len({k.rsplit("/", 1)[0] for k in block[:10]}) > 1  # permuted: shards mixed
+        assert len({k.rsplit("/", 1)[0] for k in block[:10]}) > 1  # permuted: recordings mixed
 
 
 def test_table_stream_epochs_and_workers(tabled: Path) -> None:
@@ -94,7 +101,7 @@ def test_table_stream_epochs_and_workers(tabled: Path) -> None:
     in_process, with_workers = loader(0), loader(2)
     first = [epoch(in_process) for _ in range(3)]
     assert first == [epoch(with_workers) for _ in range(3)]  # in-process whatever num_workers
-    assert first[0] != first[1] != first[2]
+    assert first[0] != first[1] and first[1] != first[2] and first[0] != first[2]
     resumed = loader(2)
     resumed.set_epoch(2)  # what a run resumed at epoch 2 does
     assert epoch(resumed) == first[2]
@@ -134,10 +141,20 @@ def test_streams_keep_a_bounded_number_of_tables_open(tabled: Path) -> None:
     for make, n in ((lambda: train_pipeline(urls, 5, shuffle_buffer=30, seed=4), 20),
                     (lambda: eval_pipeline(urls, 7), 100)):
         everything, bounded = make(), make()
-        bounded.tables.max_open = 1  # every other shard is opened again when it is needed again
-        pairs = list(zip(islice(everything, n), islice(bounded, n)))
+        bounded.tables.max_open = 1  # every other shard is opened again when it is drawn again
+        opened = Counter()
+
+        def counting_open(url: str):
+            opened[url] += 1
+            clear_table_cache()  # a real reopen: mapped, read and checked anew
+            return open_table(url)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(tablestream, "open_table", counting_open)
+            pairs = list(zip(islice(everything, n), islice(bounded, n)))
         assert pairs and all(a.key == b.key and torch.equal(a.x, b.x) for a, b in pairs)
         assert len(bounded.tables.open) == 1 and len(everything.tables.open) > 2
+        assert sum(opened.values()) > len(opened)  # the bounded stream opened shards again
 
 
 def test_windows_of_different_lengths_in_one_batch_are_an_error_naming_the_shards(tabled: Path,
@@ -149,3 +166,20 @@ def test_windows_of_different_lengths_in_one_batch_are_an_error_naming_the_shard
     assert isinstance(stream, EvalTableStream)
     with pytest.raises(ValueError, match=r"different n_times: .*other/shards/.*-000000\.tar"):
         list(stream)
+
+
+def test_a_shard_that_cannot_be_mapped_is_named_and_not_remembered(tabled: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from neurofm.pipelines import windowtable
+
+    urls = urls_of(tabled)
+    clear_table_cache()
+
+    def no_more_files(path: str):
+        raise OSError(24, "Too many open files")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(windowtable, "map_file", no_more_files)
+        mp.setattr(tablestream, "map_file", no_more_files)
+        with pytest.raises(OSError, match=rf"shard {urls[0]} cannot be mapped: .*Too many open files"):
+            next(iter(eval_pipeline(urls, 4)))
+    assert open_table(urls[0]) is not None  # the failure was not cached

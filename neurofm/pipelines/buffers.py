@@ -7,13 +7,16 @@ that was a third of the loader's time per window. The pool hands out an array it
 the only references left to it are the pool's own, which in CPython is exactly when every tensor and
 view built on it (``torch.from_numpy`` keeps a reference to the array) has been freed.
 
-The arrays are uninitialised (as ``np.empty``): callers write every element they hand out.
+The arrays are uninitialised (as ``np.empty``): callers write every element they hand out. The
+reference count test relies on the GIL (a pool shared by loaders in several threads is safe under
+it; free-threaded Python would need a lock in ``empty``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -58,28 +61,35 @@ class CopyThreads:
     """Rows of a batch copied by several threads: numpy releases the GIL while it copies, and one
     thread does not saturate memory bandwidth (2 threads: 1.2-1.4x faster copies on 2 vCPUs).
 
-    ``run(copy_rows, n_rows)`` calls ``copy_rows(start, stop)`` on consecutive row ranges, one in
-    the calling thread and the others in a pool. Rows below ``min_rows`` or batches below
-    ``min_bytes`` are copied in the calling thread (a hand-off costs ~20-50 µs). The pool is made
-    anew in a forked child, whose copy of it has no threads.
+    ``run(copy_rows, n_rows, nbytes)`` calls ``copy_rows(start, stop)`` on consecutive row ranges,
+    one in the calling thread and the others in a pool; a batch of fewer than ``min_bytes`` is
+    copied in the calling thread alone (a hand-off costs ~20-50 µs). The pool is made on first use,
+    under a lock, and made anew in a forked child (whose copy of it has no threads).
     """
 
     def __init__(self, threads: int | None = None, min_bytes: int = 4 << 20) -> None:
         self.threads = threads or max(1, min(4, _usable_cpus()))
         self.min_bytes = min_bytes
         self._pool: ThreadPoolExecutor | None = None
-        self._pid = -1
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
 
     def run(self, copy_rows: Callable[[int, int], object], n_rows: int, nbytes: int) -> None:
-        n = min(self.threads, n_rows) if nbytes >= self.min_bytes else 1
-        bounds = [n_rows * k // n for k in range(n + 1)]
+        n = max(1, min(self.threads, n_rows)) if nbytes >= self.min_bytes else 1
         if n == 1:
             copy_rows(0, n_rows)
             return
-        if self._pid != os.getpid():
-            self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="neurofm-copy")
-            self._pid = os.getpid()
-        futures = [self._pool.submit(copy_rows, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
+        bounds = [n_rows * k // n for k in range(n + 1)]
+        pool = self._get_pool()
+        futures = [pool.submit(copy_rows, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
         copy_rows(bounds[0], bounds[1])
         for future in futures:
             future.result()
+
+    def _get_pool(self) -> ThreadPoolExecutor:
+        if self._pid != os.getpid():  # a forked child: the parent's lock may be held, its threads are gone
+            self._pid, self._lock, self._pool = os.getpid(), threading.Lock(), None
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="neurofm-copy")
+            return self._pool

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
 import numpy as np
 import torch
 import webdataset as wds
@@ -838,6 +839,23 @@ def dist_info(trainer: L.Trainer | None = None) -> tuple[int, int]:
 Pipeline = wds.DataPipeline | TrainTableStream | EvalTableStream
 
 
+def _use_tables(urls: Sequence[str], tables: bool) -> bool:
+    """Whether a table stream reads ``urls``: every one a local shard with a window table.
+
+    Warns when only some have one: the whole selection then goes through webdataset (slower, and
+    the batches depend on ``num_workers``), which rerunning ``prepare`` on the dataset would fix.
+    """
+    if not tables:
+        return False
+    missing = [url for url in urls if not has_table(url)]
+    local = [url for url in missing if "://" not in url and not url.startswith("pipe:")]
+    if missing and len(missing) < len(urls) and len(local) == len(missing):  # only local tables are missing
+        warnings.warn(f"{len(missing)} of {len(urls)} shards have no window table (first: {missing[0]}): all are "
+                      "read through webdataset, slower; rerun `neurofm prepare` on their dataset to write the "
+                      "tables (prepared shards are kept)", stacklevel=3)
+    return not missing
+
+
 def train_pipeline(
     urls: Sequence[str],
     batch_size: int,
@@ -855,7 +873,7 @@ def train_pipeline(
     (``tablestream.py``: drawn as index arrays, read in the iterating process); else a webdataset
     pipeline with no node/worker splitter: each (rank, worker) draws its own shards from its own seed.
     """
-    if tables and all(map(has_table, urls)):
+    if _use_tables(urls, tables):
         return TrainTableStream(urls, batch_size, partial(read_table_batch, mask_bad_channels=mask_bad_channels),
                                 seed=seed, rank=rank, shuffle_buffer=shuffle_buffer, keep=sample_filter)
     return wds.DataPipeline(
@@ -884,7 +902,7 @@ def eval_pipeline(
     no shard (more workers than shards): it then yields nothing rather than failing. Batches of
     local shards that all have window tables (and ``tables``) come from an :class:`EvalTableStream`.
     """
-    if batch_size is not None and tables and all(map(has_table, urls)):
+    if batch_size is not None and _use_tables(urls, tables):
         return EvalTableStream(urls, batch_size, partial(read_table_batch, mask_bad_channels=mask_bad_channels),
                                rank=rank, world_size=world_size, keep=sample_filter)
     collate = partial(collate_or_refer, mask_bad_channels=mask_bad_channels)
@@ -937,6 +955,9 @@ class ShardLoader:
         # `n_batches`. A new DataLoader iterator per epoch would make every worker restart its
         # pipeline (new shard draws, a refilled shuffle buffer) and drop the batches it prefetched.
         in_process = not isinstance(pipeline, wds.DataPipeline)
+        if in_process and num_workers > 0:
+            rank_zero_info(f"neurofm: {num_workers=} is not used: local shards with window tables are read in "
+                           "this process (see tablestream.py)")
         self.continuous = num_workers > 0 and persistent_workers and n_batches is not None and not in_process
         self._stream: Iterator[Batch] | None = None
         if num_workers > 0 and not in_process:

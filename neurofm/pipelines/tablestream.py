@@ -7,7 +7,7 @@ window (``loader.read_table_batch``):
 
 - train (:class:`TrainTableStream`): shards drawn with replacement from a generator seeded by
   ``(seed, epoch, rank)`` until a block holds at least ``shuffle_buffer`` windows and
-  ``MIN_SHARDS_PER_BLOCK`` shards; the block is permuted and cut into full batches, and its
+  ``MIN_SHARDS_PER_BLOCK`` shards (or as many as there are); the block is permuted and cut into full batches, and its
   remainder opens the next block. Every window of a drawn shard is used, as in webdataset's
   ``resampled`` stream; the block permutation plays the part of its shuffle buffer (a uniform
   shuffle within the block instead of a bounded-delay one, over indices, not samples).
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +31,14 @@ from typing import Any
 import numpy as np
 
 from .seeding import derive_seed
+from .tario import map_file
 from .windowtable import WindowTable, open_table, table_path
 
 _SALT = 3  # the loader's webdataset stages use salts 1 (shard draws) and 2 (shuffle buffer)
-# A train block draws at least this many shards, whatever `shuffle_buffer`: a block is only index
-# arrays, and with long recordings (2000-window shards) a block of `shuffle_buffer` windows would
-# hold one recording, so that dozens of consecutive batches came from it.
+# A train block draws at least this many shards (at most the number there are: draws are with
+# replacement, and more draws would repeat windows within a block), whatever `shuffle_buffer`: a
+# block is only index arrays, and with long recordings (2000-window shards) a block of
+# `shuffle_buffer` windows would hold one recording, so that dozens of consecutive batches came from it.
 MIN_SHARDS_PER_BLOCK = 16
 
 
@@ -51,7 +53,7 @@ def has_table(url: str) -> bool:
 class TableBatch:
     """``B`` windows: window ``b`` is window ``w[b]`` of ``tables[t[b]]``."""
 
-    tables: Any  # indexable by the values of t: a list of tables, or a stream's open tables (_Tables)
+    tables: Sequence[WindowTable] | Mapping[int, WindowTable]  # indexed by the values of t
     t: np.ndarray  # (B,) intp
     w: np.ndarray  # (B,) intp
 
@@ -59,29 +61,38 @@ class TableBatch:
         return len(self.t)
 
 
+def _default_max_open() -> int:
+    """Tables a stream keeps open: each holds its shard's mapping, and Python's ``mmap`` keeps a file
+    descriptor per mapping; train, val and test streams and the per-process table cache (128)
+    must stay well inside the open-file limit (often 1024)."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # no such limit here
+        return 1024
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(8, min(1024, (soft - 256) // 4))
+
+
 class _Tables:
     """A stream's shards, each opened (mapped, its table read and checked) when first needed.
 
-    The ``max_open`` most recently used tables are kept (a table costs ~0.4 ms to open and holds
-    its shard's mapping and per-window lists: a stream over a corpus of 10^4-10^5 shards must not
-    hold them all); an evicted one is opened again when drawn again. ``keep`` is the sample-level
-    subject check behind the shard-level selection: a shard whose table names an unselected
-    subject is skipped with a warning (index.json and the shard disagree). Indexing (``tables[k]``)
-    is what a :class:`TableBatch` does with a shard that was drawn, so it is never skipped.
+    The ``max_open`` most recently drawn tables are kept (a table costs ~0.4 ms to open and holds
+    its shard's mapping, a file descriptor and per-window lists: a stream over a corpus of
+    10^4-10^5 shards must not hold them all); an evicted one is opened again when drawn again. The
+    tables of the windows a stream has yet to hand out are held by the stream itself, so eviction
+    never reopens a table mid-block. ``keep`` is the sample-level subject check behind the
+    shard-level selection: a shard whose table names an unselected subject is skipped with a
+    warning (index.json and the shard disagree).
     """
 
-    def __init__(self, urls: Sequence[str], keep: Callable[[Any], bool], max_open: int = 1024) -> None:
-        self.urls, self.keep, self.max_open = list(urls), keep, max_open
+    def __init__(self, urls: Sequence[str], keep: Callable[[Any], bool], max_open: int | None = None) -> None:
+        self.urls, self.keep = list(urls), keep
+        self.max_open = max_open or _default_max_open()
         self.open: OrderedDict[int, WindowTable] = OrderedDict()
         self.skipped: set[int] = set()  # not selected, or no windows
-
-    def __getitem__(self, k: int) -> WindowTable:
-        table = self.open.get(k)  # drawing it moved it up the LRU order already
-        if table is None:
-            table = self.get(k)
-        if table is None:
-            raise KeyError(f"shard {self.urls[k]} is skipped")
-        return table
 
     def get(self, k: int) -> WindowTable | None:
         """Shard ``k``'s table; None when it is skipped."""
@@ -104,6 +115,10 @@ class _Tables:
         if table is None:
             if not Path(url).is_file():
                 raise FileNotFoundError(f"shard {url} not found")
+            try:
+                map_file(url)  # the reason open_table gave None, if the shard cannot be mapped
+            except OSError as err:  # e.g. too many open files
+                raise OSError(f"shard {url} cannot be mapped: {err}") from err
             raise ValueError(f"shard {url}: its window table no longer describes it and its windows do not "
                              "share one recording layout (was the shard replaced after the loader was built?)")
         if not self.keep(table):
@@ -139,21 +154,24 @@ class TrainTableStream:
         return self._batches(rng)
 
     def _batches(self, rng: np.random.Generator) -> Iterator[Any]:
-        size, t_rest, w_rest = self.batch_size, np.empty(0, np.intp), np.empty(0, np.intp)
+        size, t, w, pinned = self.batch_size, np.empty(0, np.intp), np.empty(0, np.intp), {}
         draws = _draws(rng, len(self.tables.urls))
         while True:
-            t, w = self._block(rng, draws, t_rest, w_rest)  # (N,), (N,)
+            t, w, pinned = self._block(rng, draws, t, w, pinned)  # (N,), (N,), the block's tables
             full = len(t) - len(t) % size
             for start in range(0, full, size):
-                yield self.read(TableBatch(self.tables, t[start:start + size], w[start:start + size]))
-            t_rest, w_rest = t[full:], w[full:]
+                yield self.read(TableBatch(pinned, t[start:start + size], w[start:start + size]))
+            t, w = t[full:], w[full:]
 
-    def _block(self, rng: np.random.Generator, draws: Iterator[int], t_rest: np.ndarray,
-               w_rest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The remainder of the last block and every window of newly drawn shards, permuted."""
+    def _block(self, rng: np.random.Generator, draws: Iterator[int], t_rest: np.ndarray, w_rest: np.ndarray,
+               pinned: dict[int, WindowTable]) -> tuple[np.ndarray, np.ndarray, dict[int, WindowTable]]:
+        """The remainder of the last block and every window of newly drawn shards, permuted, and
+        the tables of all of them (shard number -> table)."""
+        pinned = {k: pinned[k] for k in set(t_rest.tolist())}
         drawn, sizes, n = [], [], len(t_rest)
         n_shards = len(self.tables.urls)
-        while n < max(self.shuffle_buffer, self.batch_size) or len(drawn) < MIN_SHARDS_PER_BLOCK:
+        min_shards = min(MIN_SHARDS_PER_BLOCK, n_shards)
+        while n < max(self.shuffle_buffer, self.batch_size) or len(drawn) < min_shards:
             k = next(draws)
             table = self.tables.get(k)
             if table is None:
@@ -161,6 +179,7 @@ class TrainTableStream:
                     raise ValueError(f"none of the {n_shards} shards holds windows of a selected subject "
                                      f"({self.tables.keep}); index.json does not match the shards' metadata")
                 continue
+            pinned[k] = table
             drawn.append(k)
             sizes.append(len(table))
             n += len(table)
@@ -171,7 +190,7 @@ class TrainTableStream:
         if self.shuffle_buffer > 1:
             order = rng.permutation(n)
             t, w = t[order], w[order]
-        return t, w
+        return t, w, pinned
 
 
 def _draws(rng: np.random.Generator, n: int, chunk: int = 256) -> Iterator[int]:
@@ -192,16 +211,17 @@ class EvalTableStream:
         return self._batches()
 
     def _batches(self) -> Iterator[Any]:
-        size, t_rest, w_rest = self.batch_size, np.empty(0, np.intp), np.empty(0, np.intp)
+        size, t_rest, w_rest, pinned = self.batch_size, np.empty(0, np.intp), np.empty(0, np.intp), {}
         for k in range(len(self.tables.urls)):  # opened one by one: a batch may span shards
             table = self.tables.get(k)
             if table is None:
                 continue
+            pinned = {**{j: pinned[j] for j in set(t_rest.tolist())}, k: table}  # the tables still to read
             t = np.concatenate([t_rest, np.full(len(table), k, np.intp)])  # (N,)
             w = np.concatenate([w_rest, np.arange(len(table), dtype=np.intp)])  # (N,)
             full = len(t) - len(t) % size
             for start in range(0, full, size):
-                yield self.read(TableBatch(self.tables, t[start:start + size], w[start:start + size]))
+                yield self.read(TableBatch(pinned, t[start:start + size], w[start:start + size]))
             t_rest, w_rest = t[full:], w[full:]
         if len(t_rest):
-            yield self.read(TableBatch(self.tables, t_rest, w_rest))
+            yield self.read(TableBatch(pinned, t_rest, w_rest))

@@ -267,10 +267,7 @@ def _read_sidecar(url: str, view: memoryview) -> WindowTable | None:
 
 @lru_cache(maxsize=128)
 def _open(url: str, size: int, mtime_ns: int) -> WindowTable | None:
-    try:
-        view = map_file(url)
-    except OSError:
-        return None  # webdataset raises its own error, naming the url
+    view = map_file(url)  # an OSError is not cached: it may pass (too many open files)
     if not is_ustar(view):
         return None
     table = _read_sidecar(url, view) or build_table(url, view)
@@ -289,9 +286,9 @@ def open_table(url: str) -> WindowTable | None:
         return None
     try:
         st = os.stat(url)
+        return _open(url, st.st_size, st.st_mtime_ns)
     except OSError:
-        return None
-    return _open(url, st.st_size, st.st_mtime_ns)
+        return None  # webdataset raises its own error, naming the url
 
 
 def clear_table_cache() -> None:
