@@ -45,7 +45,7 @@ class ShardDataConfig:
         num_workers: DataLoader worker processes, for streamed shards (local prepared shards are
             read in the training process: their batches do not depend on it).
         shuffle_buffer: windows mixed at a time (local shards: a block of whole shards, at least
-            16 of them, permuted; streamed shards: webdataset's shuffle buffer).
+            16 of them or all there are, permuted; streamed shards: webdataset's shuffle buffer).
         train_batches_per_epoch: batches per epoch (default: one pass over the training windows).
         crop_samples: train on random crops of this many samples (whole windows when null).
         seed: seed of the shard and sample order.
