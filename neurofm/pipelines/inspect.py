@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .loader import PathLike, Sample, ShardIndex, ShardInfo, iter_samples, load_index
+from .tario import is_streamed
 
 UNLABELLED = "unlabelled"
 # Channels where the usual effects show: sensorimotor mu/beta ERD (C3/Cz/C4, Pfurtscheller & Lopes da
@@ -175,7 +176,7 @@ def _shard_bytes(shards: Sequence[ShardInfo]) -> tuple[int | None, int]:
     total, not_local = 0, 0
     for shard in shards:
         path = Path(shard.url)
-        if "://" in shard.url or shard.url.startswith("pipe:") or not path.is_file():
+        if is_streamed(shard.url) or not path.is_file():
             not_local += 1
         else:
             total += path.stat().st_size

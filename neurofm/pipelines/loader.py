@@ -59,7 +59,7 @@ import webdataset as wds
 from .buffers import BufferPool, CopyThreads
 from .seeding import derive_seed
 from .tablestream import EvalTableStream, TableBatch, TrainTableStream, has_table
-from .tario import decode_npy, tar_samples
+from .tario import decode_npy, is_streamed, tar_samples
 from .windowtable import WindowRef, WindowTable, open_table, recording_fields
 
 FORMAT = "neurofm-shards/1"
@@ -156,7 +156,7 @@ def resolve_url(url: str, root: Path) -> str:
     ``root`` should already be resolved (callers resolve it once per index: ``Path.resolve`` costs
     an ``lstat`` per path component, ~50 µs per shard); a url with ``..`` is resolved in full.
     """
-    if "://" in url or url.startswith("pipe:") or os.path.isabs(url):
+    if is_streamed(url) or os.path.isabs(url):
         return url
     if ".." in Path(url).parts:
         return str((root / url).resolve())
@@ -848,7 +848,7 @@ def _use_tables(urls: Sequence[str], tables: bool) -> bool:
     if not tables:
         return False
     missing = [url for url in urls if not has_table(url)]
-    local = [url for url in missing if "://" not in url and not url.startswith("pipe:")]
+    local = [url for url in missing if not is_streamed(url)]
     if missing and len(missing) < len(urls) and len(local) == len(missing):  # only local tables are missing
         warnings.warn(f"{len(missing)} of {len(urls)} shards have no window table (first: {missing[0]}): all are "
                       "read through webdataset, slower; rerun `neurofm prepare` on their dataset to write the "

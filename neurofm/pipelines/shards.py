@@ -25,6 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 import webdataset as wds
 
+from .tario import is_streamed
 from .windowtable import write_table
 
 INDEX_FORMAT = "neurofm-shards/1"
@@ -253,7 +254,7 @@ def _merge_channel_sets(indexes) -> list[dict]:
 
 
 def _rebase(url: str, src: Path, dst: Path, base_url: str | None) -> str:
-    if "://" in url or url.startswith("pipe:") or Path(url).is_absolute():
+    if is_streamed(url) or Path(url).is_absolute():
         return url
     if base_url:
         # "pipe:aws s3 cp s3://bucket/ds/{url} -" → the shard's relative path fills {url};

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .seeding import derive_seed
-from .tario import map_file
+from .tario import is_streamed, map_file
 from .windowtable import WindowTable, open_table, table_path
 
 _SALT = 3  # the loader's webdataset stages use salts 1 (shard draws) and 2 (shuffle buffer)
@@ -44,7 +44,7 @@ MIN_SHARDS_PER_BLOCK = 16
 
 def has_table(url: str) -> bool:
     """A local tar with a window-table sidecar (a ``stat``; the table is checked when it is opened)."""
-    if "://" in url or url.startswith("pipe:") or not url.endswith(".tar"):
+    if is_streamed(url) or not url.endswith(".tar"):
         return False
     return table_path(url).is_file()
 

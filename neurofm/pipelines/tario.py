@@ -30,9 +30,14 @@ _SKIP_META = re.compile(r"__[^/]*__($|/)")  # webdataset skips such members (``t
 _REGULAR, _PAX, _GNU_LONGNAME = frozenset(b"0\x007"), ord("x"), ord("L")
 
 
+def is_streamed(url: str) -> bool:
+    """A shard location webdataset streams (``pipe:`` command, ``s3://``, ``https://``...), not a local path."""
+    return "://" in url or url.startswith("pipe:")
+
+
 def is_local_tar(url: str) -> bool:
     """A local, uncompressed ustar/pax tar (what neurofm writes); anything else goes to webdataset."""
-    if "://" in url or url.startswith("pipe:") or not url.endswith(".tar"):
+    if is_streamed(url) or not url.endswith(".tar"):
         return False
     try:
         with open(url, "rb") as f:

@@ -37,7 +37,7 @@ import webdataset as wds
 
 from ..pipelines.loader import Sample, ShardIndex, ShardInfo, decode_sample, load_index
 from ..pipelines.shards import FIXED_MTIME, encode_json, read_marker, sha256_file, write_json_atomic
-from ..pipelines.tario import tar_samples
+from ..pipelines.tario import is_streamed, tar_samples
 from .base import TokenizerInputError
 from .rvq import RVQTokenizer
 from .token_shards import TOKEN_FORMAT, TOKEN_KIND, TOKENS_MEMBER, code_dtype, encode_tokens
@@ -164,7 +164,7 @@ def _load_source(index: str) -> ShardIndex:
 def _out_name(url: str) -> str:
     """The token shard's path relative to the output folder: ``shards/`` + the source's relative name."""
     path = PurePosixPath(url)
-    remote = "://" in url or url.startswith("pipe:") or path.is_absolute()
+    remote = is_streamed(url) or path.is_absolute()
     if not remote and ".." not in path.parts and url.endswith(".tar"):
         return str(path) if path.parts[0] == "shards" else f"shards/{path}"
     names = _TAR_NAME.findall(url)
