@@ -17,8 +17,9 @@ import pytest
 import webdataset as wds
 import yaml
 
-from neurofm.pipelines.prepare import PrepareError, prepare
-from neurofm.pipelines.shards import IndexMergeError, merge_indexes, sha256_file
+from neurofm.pipelines.prepare import PrepareError, _largest_first, prepare
+from neurofm.pipelines.shards import IndexMergeError, encode_json, json_encoder_with, merge_indexes, sha256_file
+from neurofm.pipelines.sources import Item
 from shardkit import TINY_MI_MANIFEST
 
 SYNTH = TINY_MI_MANIFEST
@@ -114,6 +115,30 @@ def test_kill_dash_9_then_rerun_completes_the_same_index(synth_prepared: Path, t
         assert json.loads((out / "index.json").read_text())["n_samples"] > 0
     prepare(str(manifest), str(out), progress=False)
     assert (out / "index.json").read_bytes() == synth_prepared.read_bytes()
+
+
+def test_two_workers_write_the_same_index_as_one(synth_prepared: Path, tmp_path: Path):
+    manifest = synth_prepared.parent.parent / "m.yaml"
+    prepare(str(manifest), str(tmp_path / "w2"), workers=2, progress=False)
+    assert (tmp_path / "w2" / "index.json").read_bytes() == synth_prepared.read_bytes()
+
+
+def test_workers_take_the_largest_recordings_first(tmp_path: Path):
+    for name, size in (("a", 10), ("b", 300), ("c", 20)):
+        (tmp_path / name).write_bytes(b"x" * size)
+    items = [Item("d", name, path=str(tmp_path / name)) for name in "abc"]
+    items += [Item("d", "generated"), Item("d", "gone", path=str(tmp_path / "missing"))]
+    assert [it.subject for it in _largest_first(items)] == ["b", "c", "a", "generated", "gone"]
+
+
+def test_window_json_is_encoded_with_its_recording_part_once():
+    common = {"dataset": "d", "ch_names": ["C3", "C4"], "ch_pos": [[0.1, None, 0.2]], "sfreq": 200.0}
+    encode = json_encoder_with(common)
+    for extra in ({"window": 3, "onset": 1.5, "label": None}, {}):
+        assert encode(extra) == encode_json({**common, **extra})
+    assert json_encoder_with({})(common) == encode_json(common)
+    with pytest.raises(ValueError, match="sfreq"):
+        encode({"sfreq": 100.0})
 
 
 def test_changed_preprocessing_refuses_to_mix_into_the_same_folder(synth_prepared: Path, tmp_path: Path):

@@ -14,6 +14,7 @@ from neurofm.pipelines.preprocess import (
     PIPELINE_VERSION,
     PreprocessConfig,
     PreprocessError,
+    ROBUST_STATS_SAMPLES,
     robust_center_scale,
     run_steps,
     to_array,
@@ -191,6 +192,18 @@ def test_robust_stats_from_a_subset_are_close_to_exact() -> None:
     exact_sd = np.median(np.abs(x - exact_med), axis=1, keepdims=True) * 1.4826
     np.testing.assert_allclose(sd, exact_sd, rtol=0.06)
     np.testing.assert_allclose(med, exact_med, atol=0.06 * exact_sd.max())
+
+
+@pytest.mark.parametrize("n_times", [1, 2, 7, 4096, 8193, 24600])
+def test_robust_stats_are_numpy_medians_of_an_odd_strided_subset(n_times: int) -> None:
+    x = np.random.default_rng(n_times).standard_normal((3, n_times))
+    sub = x[:, :: max(1, n_times // ROBUST_STATS_SAMPLES)]
+    if sub.shape[1] % 2 == 0:
+        sub = sub[:, :-1]
+    exact_med = np.median(sub, axis=1, keepdims=True)
+    med, sd = robust_center_scale(x)
+    np.testing.assert_array_equal(med, exact_med)
+    np.testing.assert_array_equal(sd, np.median(np.abs(sub - exact_med), axis=1, keepdims=True) * 1.4826)
 
 
 def test_errors_name_the_problem() -> None:

@@ -148,10 +148,11 @@ def _plan_renames(
     return renamed, duplicates
 
 
-def _has_position(ch: Mapping) -> bool:
-    """A usable ``loc``: finite and not all zero (readers without positions write NaN or 0)."""
-    xyz = np.asarray(ch["loc"][:3], dtype=float)
-    return bool(np.isfinite(xyz).all() and np.any(xyz != 0))
+def _locations(info: mne.Info) -> tuple[np.ndarray, np.ndarray]:
+    """Every channel's ``loc[:3]`` (C, 3), and whether it is usable (C,): finite and not all zero
+    (readers without positions write NaN or 0)."""
+    xyz = np.array([ch["loc"][:3] for ch in info["chs"]], dtype=float).reshape(-1, 3)  # (C, 3)
+    return xyz, np.isfinite(xyz).all(axis=1) & (xyz != 0).any(axis=1)
 
 
 def _attach_positions(info: mne.Info, targets: Mapping[int, str | None]) -> list[str]:
@@ -161,9 +162,10 @@ def _attach_positions(info: mne.Info, targets: Mapping[int, str | None]) -> list
     and so drop the HPI and head-shape points of MEG recordings.
     """
     unknown = []
+    _, placed = _locations(info)
     for i, label in targets.items():
         ch = info["chs"][i]
-        if _has_position(ch):
+        if placed[i]:
             continue  # digitised positions (EEGLAB, FIF) beat the template
         if label is None:
             ch["loc"][:3] = np.nan
@@ -187,8 +189,8 @@ def _digitize_eeg(raw: mne.io.BaseRaw, eeg_idx: Sequence[int]) -> None:
     Only for recordings with no digitisation at all, where ``set_montage`` has nothing to replace;
     with it ``raw.get_montage()``, topomaps and ``interpolate_bads`` work as after ``set_montage``.
     """
-    chs = raw.info["chs"]
-    ch_pos = {chs[i]["ch_name"]: chs[i]["loc"][:3].copy() for i in eeg_idx if _has_position(chs[i])}
+    xyz, placed = _locations(raw.info)
+    ch_pos = {raw.ch_names[i]: xyz[i] for i in eeg_idx if placed[i]}
     fiducials = _template_fiducials()
     montage = mne.channels.make_dig_montage(
         ch_pos=ch_pos,
@@ -237,13 +239,11 @@ def channel_positions(info: mne.Info) -> np.ndarray:
     device frame with ``info["dev_head_t"]``. Rows are NaN for channels with no usable position
     (stim, misc, unknown EEG names) or in a frame other than head or device.
     """
-    pos = np.full((len(info["chs"]), 3), np.nan)  # (C, 3)
-    dev_head = _device_to_head(info)
-    for i, ch in enumerate(info["chs"]):
-        if not _has_position(ch):
-            continue
-        if ch["coord_frame"] == FIFF.FIFFV_COORD_HEAD:
-            pos[i] = ch["loc"][:3]
-        elif ch["coord_frame"] == FIFF.FIFFV_COORD_DEVICE:
-            pos[i] = apply_trans(dev_head, ch["loc"][:3])
+    xyz, placed = _locations(info)  # (C, 3), (C,)
+    frame = np.array([ch["coord_frame"] for ch in info["chs"]])  # (C,)
+    head, device = placed & (frame == FIFF.FIFFV_COORD_HEAD), placed & (frame == FIFF.FIFFV_COORD_DEVICE)
+    pos = np.full(xyz.shape, np.nan)  # (C, 3)
+    pos[head] = xyz[head]
+    if device.any():
+        pos[device] = apply_trans(_device_to_head(info), xyz[device])
     return pos

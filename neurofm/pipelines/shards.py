@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import webdataset as wds
@@ -111,9 +111,25 @@ def encode_json(meta: dict) -> bytes:
     return json.dumps(meta, allow_nan=False, separators=(",", ":")).encode()
 
 
+def json_encoder_with(common: dict) -> Callable[[dict], bytes]:
+    """``extra -> encode_json({**common, **extra})``, with ``common`` encoded once.
+
+    A recording's channel names, types and positions are most of each of its windows' JSON.
+    """
+    if not common:
+        return encode_json
+    head = encode_json(common)[:-1]  # b'{"dataset":...' without its closing brace
+
+    def encode(extra: dict) -> bytes:
+        if clash := common.keys() & extra.keys():
+            raise ValueError(f"per-window keys {sorted(clash)} repeat recording keys")
+        return head + (b"," + encode_json(extra)[1:] if extra else b"}")
+    return encode
+
+
 def write_shards(folder: Path, prefix: str, samples: Iterable[dict], info: dict,
                  index_root: Path) -> list[ShardInfo]:
-    """Write ``samples`` ({"__key__", "npy": array, "json": dict}) as ``folder/prefix-%06d.tar``.
+    """Write ``samples`` ({"__key__", "npy": array, "json": dict or its encoding}) as ``folder/prefix-%06d.tar``.
 
     ``info`` holds the recording/subject/session/run/n_chans fields of every shard it makes.
     """
@@ -136,7 +152,8 @@ def write_shards(folder: Path, prefix: str, samples: Iterable[dict], info: dict,
                              maxsize=SHARD_MAXSIZE, post=finalize, verbose=0, opener=opener, mtime=FIXED_MTIME)
     with writer:
         for s in samples:
-            writer.write({"__key__": s["__key__"], "npy": encode_npy(s["npy"]), "json": encode_json(s["json"])})
+            meta = s["json"] if isinstance(s["json"], bytes) else encode_json(s["json"])
+            writer.write({"__key__": s["__key__"], "npy": encode_npy(s["npy"]), "json": meta})
     return [d for d in done if d.n_samples > 0]
 
 
