@@ -25,6 +25,7 @@ from neurofm.pipelines.loader import (
     collate_samples,
     eval_pipeline,
     iter_samples,
+    resolve_url,
     load_index,
     train_pipeline,
 )
@@ -499,3 +500,14 @@ def test_truncated_shard_is_an_error_naming_it(index_path: Path, tmp_path: Path)
     torn.write_bytes(Path(url).read_bytes()[:3000])
     with pytest.raises(ValueError, match=f"{torn}.*truncated"):
         list(loader_module.tar_samples([{"url": str(torn)}]))
+
+
+def test_shard_urls_resolve_against_the_index_folder(tmp_path: Path):
+    root = tmp_path.resolve()
+    (root / "a").mkdir()
+    assert resolve_url("shards/x.tar", root) == str(root / "shards" / "x.tar")
+    assert resolve_url("./shards//x.tar", root) == str(root / "shards" / "x.tar")
+    assert resolve_url("../a/x.tar", root / "a") == str(root / "a" / "x.tar")
+    assert resolve_url("a..b/x.tar", root) == str(root / "a..b" / "x.tar")  # not a parent step
+    for url in ("/data/x.tar", "pipe:aws s3 cp s3://b/x.tar -", "https://host/x.tar"):
+        assert resolve_url(url, root) == url

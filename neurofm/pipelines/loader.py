@@ -158,7 +158,7 @@ def resolve_url(url: str, root: Path) -> str:
     """
     if is_streamed(url) or os.path.isabs(url):
         return url
-    if ".." in Path(url).parts:
+    if ".." in url.replace(os.sep, "/").split("/"):
         return str((root / url).resolve())
     return os.path.normpath(os.path.join(root, url))
 

@@ -21,6 +21,7 @@ the seed, the epoch and the rank, never on the number of workers.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,7 +33,7 @@ import numpy as np
 
 from .seeding import derive_seed
 from .tario import is_streamed, map_file
-from .windowtable import WindowTable, open_table, table_path
+from .windowtable import WindowTable, open_table, table_name
 
 _SALT = 3  # the loader's webdataset stages use salts 1 (shard draws) and 2 (shuffle buffer)
 # A train block draws at least this many shards (at most the number there are: draws are with
@@ -46,7 +47,7 @@ def has_table(url: str) -> bool:
     """A local tar with a window-table sidecar (a ``stat``; the table is checked when it is opened)."""
     if is_streamed(url) or not url.endswith(".tar"):
         return False
-    return table_path(url).is_file()
+    return os.path.isfile(table_name(url))
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,12 @@ _RECORDING_KEYS = ("ch_names", "ch_types", "ch_pos", "bad_channels", "subject", 
 
 def table_path(shard: str | Path) -> Path:
     """``shards/x-000000.tar`` → ``shards/x-000000.windows.json``."""
-    shard = Path(shard)
-    return shard.with_name(shard.name.removesuffix(".tar") + TABLE_SUFFIX)
+    return Path(table_name(str(shard)))
+
+
+def table_name(shard: str) -> str:
+    """:func:`table_path` as a string (a loader asks for every shard's: no ``Path`` objects)."""
+    return shard.removesuffix(".tar") + TABLE_SUFFIX
 
 
 def positions(ch_pos: Any, n_chans: int, where: str) -> np.ndarray:
