@@ -2,7 +2,8 @@
 """Data preparation and loading on CPU: neurofm against plain MNE and a numpy memmap.
 
 In one run, on the same recordings (default: the 14 PhysioNet EDFs in ../shared/data/real/eegbci_S001,
-as data_manifests/physionet_s001_all.yaml cuts them; ``--synthetic`` adds synthetic_mi), it times:
+as data_manifests/physionet_s001_all.yaml cuts them; ``--synthetic`` adds synthetic_mi, ``--long 10``
+synthetic_pretrain with 10-minute runs), it times:
 
 1. plain MNE in one process, as a user would write it with MNE's defaults: read, ``filter(0.1, 75)``
    (FIR), ``notch_filter(line)``, ``set_eeg_reference("average")``, ``resample(200)`` (FFT); no shards;
@@ -13,7 +14,8 @@ as data_manifests/physionet_s001_all.yaml cuts them; ``--synthetic`` adds synthe
    same windows, read window by window and each copied (in order, and in a random order: the
    like-for-like baseline of the shuffling train loader), or in batches. First epochs (window tables
    read and shards mapped anew) are compared with a memmap mapped anew, later epochs (the loader keeps
-   its shards mapped) with a memmap kept open across passes.
+   its shards mapped) with a memmap kept open across passes. The readers are timed in a fresh process,
+   as a training run reads what ``prepare`` wrote (``--same-process``: in the one that ran prepare).
 
 Every timing is repeated ``--repeats`` times, round robin (so a change of machine load hits all of them
 alike), after one untimed warm-up; the table shows the best and the median, and the ratios use the best
@@ -30,6 +32,8 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -110,6 +114,16 @@ def physionet_dataset(data_dir: Path, folder: Path) -> Dataset:
 def synthetic_dataset(folder: Path) -> Dataset:
     data = yaml.safe_load((manifests_dir() / "synthetic_mi.yaml").read_text())
     return Dataset("synthetic_mi", _write_manifest(data, folder, "synthetic_mi"), line_freq=None)
+
+
+def long_synthetic_dataset(folder: Path, minutes: float) -> Dataset:
+    """synthetic_pretrain (64 channels, fixed 4 s windows) with runs of ``minutes``: a shard per run
+    then holds ``15 * minutes`` windows, where a PhysioNet run gives 15-30."""
+    data = yaml.safe_load((manifests_dir() / "synthetic_pretrain.yaml").read_text())
+    # each class has a 10 s state epoch per trial: 2 classes x trials x 10 s per run
+    data["source"]["generator"]["trials_per_class"] = max(1, round(minutes * 60 / 20))
+    label = f"synthetic_pretrain, {minutes:g}-minute runs"
+    return Dataset(label, _write_manifest(data, folder, "synthetic_long"), line_freq=None)
 
 
 def variant(dataset: Dataset, folder: Path, **preprocessing) -> Path:
@@ -231,15 +245,17 @@ def later_epochs(make_loader: Callable[[], Iterable]) -> Callable[[], int]:
 def run_round_robin(timings: list[tuple[Timing, Callable[[], int]]], repeats: int, warmup: bool) -> None:
     """Run every callable once untimed (``warmup``), then ``repeats`` timed rounds over all of them.
 
-    Round r starts at the r-th callable, so each follows each in turn: a reader's pass is slower right
-    after some others (here 15-25% slower right after the random memmap batches, whichever reader).
+    Each round runs them in a new (seeded) random order: a reader's pass can be slower right after
+    some others (15-25% right after the random memmap batches, whichever reader), and rotating one
+    fixed order would keep every reader after the same neighbour.
     """
     if warmup:
         for timing, fn in timings:
             timing.count = fn()
-    for r in range(repeats):
-        start = r % len(timings)
-        for timing, fn in timings[start:] + timings[:start]:
+    rng = np.random.default_rng(0)
+    for _ in range(repeats):
+        for k in rng.permutation(len(timings)):
+            timing, fn = timings[k]
             t0 = time.perf_counter()
             timing.count = fn()
             timing.seconds.append(time.perf_counter() - t0)
@@ -355,22 +371,14 @@ def loading_runs(index: Path, npy: Path, args: argparse.Namespace) -> Timed:
     return runs
 
 
-def bench_dataset(dataset: Dataset, work: Path, args: argparse.Namespace, console: Console) -> dict:
-    prep_rounds, load_rounds = (1, 2) if args.quick else (args.repeats, args.load_repeats)
-    prep = {} if args.no_prepare else preparation_runs(dataset, work, args)
-    if prep:
-        console.print(f"[bold]{dataset.label}[/]: preparing ({prep_rounds} round(s) of {len(prep)} timings)...")
-        run_round_robin(list(prep.values()), prep_rounds, warmup=True)  # warm-up: imports, caches, page cache
-
-    index, npy = work / "prepared" / "index.json", work / "windows.npy"
-    neurofm_prepare(dataset.manifest, index.parent, 1)  # what the loaders read
-    memmap_windows(index, npy)
+def time_loading(index: Path, npy: Path, args: argparse.Namespace) -> dict[str, Timing]:
+    """Every reader of ``loading_runs``, timed in groups, each round robin."""
+    load_rounds = 2 if args.quick else args.load_repeats
     load = loading_runs(index, npy, args)
-    console.print(f"[bold]{dataset.label}[/]: loading ({load_rounds} rounds of {len(load)} timings)...")
-    # Groups, each round robin: cold readers clear the window-table cache on every pass, which the
-    # later-epoch readers must keep, as a training run does; and a loader with persistent worker
-    # processes keeps prefetching after its epoch ends, which would take the cores from whatever runs
-    # next. (Local shards with window tables are read in-process whatever num_workers: no such group.)
+    # Groups: cold readers clear the window-table cache on every pass, which the later-epoch readers
+    # must keep, as a training run does; and a loader with persistent worker processes keeps
+    # prefetching after its epoch ends, which would take the cores from whatever runs next. (Local
+    # shards with window tables are read in-process whatever num_workers: no such group.)
     forks = ShardDataModule(index, batch_size=args.batch_size, num_workers=2).train_dataloader().loader is not None
     groups: dict[str, list] = {"cold": [], "warm": [], "workers": []}
     for key, run in load.items():
@@ -382,8 +390,40 @@ def bench_dataset(dataset: Dataset, work: Path, args: argparse.Namespace, consol
     # the warm readers alternate pass by pass, `--passes` times per round, so a slow spell hits all alike.
     for name, runs in ((name, runs) for name, runs in groups.items() if runs):
         run_round_robin(runs, load_rounds * (args.passes if name == "warm" else 1), warmup=True)
+    return {key: timing for key, (timing, _) in load.items()}
 
-    timings = {key: timing for key, (timing, _) in {**prep, **load}.items()}
+
+def time_loading_in_child(index: Path, npy: Path, args: argparse.Namespace) -> dict[str, Timing]:
+    """:func:`time_loading` in a fresh Python process, as a training run reads what ``prepare`` wrote.
+
+    The process that just ran ``prepare`` has a heap shaped by it (glibc raises its mmap threshold
+    when MNE's ~10 MB arrays are freed, so later multi-megabyte arrays come from the heap instead of
+    fresh mappings). In that process (``--same-process``) the memmap baselines' batches took ~35%
+    less time and the loaders' later epochs ~40% more than in a fresh one (docs/benchmarks.md).
+    """
+    out = npy.with_suffix(".timings.json")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--loading-only", str(index), str(npy), str(out),
+           "--batch-size", str(args.batch_size), "--load-repeats", str(args.load_repeats),
+           "--passes", str(args.passes), *(["--quick"] if args.quick else [])]
+    subprocess.run(cmd, check=True)
+    return {key: Timing(**t) for key, t in json.loads(out.read_text()).items()}
+
+
+def bench_dataset(dataset: Dataset, work: Path, args: argparse.Namespace, console: Console) -> dict:
+    prep_rounds, load_rounds = (1, 2) if args.quick else (args.repeats, args.load_repeats)
+    prep = {} if args.no_prepare else preparation_runs(dataset, work, args)
+    if prep:
+        console.print(f"[bold]{dataset.label}[/]: preparing ({prep_rounds} round(s) of {len(prep)} timings)...")
+        run_round_robin(list(prep.values()), prep_rounds, warmup=True)  # warm-up: imports, caches, page cache
+
+    index, npy = work / "prepared" / "index.json", work / "windows.npy"
+    neurofm_prepare(dataset.manifest, index.parent, 1)  # what the loaders read
+    memmap_windows(index, npy)
+    console.print(f"[bold]{dataset.label}[/]: loading ({load_rounds} rounds, "
+                  f"{'this process' if args.same_process else 'a fresh process'})...")
+    load = time_loading(index, npy, args) if args.same_process else time_loading_in_child(index, npy, args)
+
+    timings = {**{key: timing for key, (timing, _) in prep.items()}, **load}
     ratios = ratio_rows(timings)
     n_windows, n_chans, n_times = np.load(npy, mmap_mode="r").shape
     n_recordings = len({s.recording for s in load_index(index).shards})
@@ -412,12 +452,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="time only the loading (the dataset is still prepared once, untimed)")
     parser.add_argument("--synthetic", action="store_true", help="also benchmark the synthetic_mi manifest")
     parser.add_argument("--no-physionet", action="store_true", help="skip the real EDF recordings")
+    parser.add_argument("--long", type=float, default=0.0, metavar="MINUTES",
+                        help="also benchmark synthetic_pretrain with runs this long (e.g. 10: 150 windows "
+                             "a shard; shows how the first epochs' per-shard cost amortises)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    parser.add_argument("--same-process", action="store_true",
+                        help="time the loading in the process that ran prepare (default: a fresh process)")
+    parser.add_argument("--loading-only", nargs=3, type=Path, metavar=("INDEX", "NPY", "OUT"),
+                        help=argparse.SUPPRESS)  # the fresh process: time the loading, write OUT (JSON)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.loading_only:
+        index, npy, out = args.loading_only
+        out.write_text(json.dumps({k: asdict(t) for k, t in time_loading(index, npy, args).items()}))
+        return 0
     console = Console(width=None if Console().is_terminal else 120)
     data_dir = args.data or shared_data_root() / "real" / "eegbci_S001"
     load_before = os.getloadavg()
@@ -436,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
                 datasets.append(physionet_dataset(data_dir, work))
         if args.synthetic:
             datasets.append(synthetic_dataset(work))
+        if args.long:
+            datasets.append(long_synthetic_dataset(work, args.long))
         for dataset in datasets:
             sub = work / dataset.manifest.stem
             sub.mkdir()

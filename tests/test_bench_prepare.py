@@ -57,3 +57,20 @@ def test_ratios_pair_each_loader_with_its_baseline(bench) -> None:
     assert not any("later epochs" in name and "mapped anew" in name for name in rows)
     assert np.isnan(rows["eval loader, later epochs / memmap batches dropped at once"][2])
     assert all(target == bench.LOADER_TARGET for name, (_, _, target) in rows.items() if "dropped" not in name)
+
+
+def test_long_runs_dataset_has_runs_of_the_given_length(bench, tmp_path: Path) -> None:
+    from neurofm.pipelines.manifest import load_manifest
+
+    manifest = load_manifest(bench.long_synthetic_dataset(tmp_path, 10).manifest)
+    assert manifest.source.generator["trials_per_class"] == 30  # 2 classes x 30 x 10 s = 600 s
+    assert manifest.windows.mode == "fixed" and manifest.windows.length_s == 4.0
+
+
+def test_loading_is_timed_in_a_fresh_process(bench, prepared: tuple[Path, Path, int]) -> None:
+    index, npy, n = prepared
+    bench.memmap_windows(index, npy)
+    args = bench.parse_args(["--quick", "--batch-size", "4"])
+    timings = bench.time_loading_in_child(index, npy, args)
+    assert timings["eval"].count == n and len(timings["eval"].seconds) == 2  # --quick: 2 rounds
+    assert set(timings) == set(bench.loading_runs(index, npy, args))
