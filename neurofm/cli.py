@@ -20,7 +20,7 @@ def _prepare(manifest: str, *, out: str, workers: int = 1, part: str | None = No
     Args:
         manifest: manifest YAML path or the name of one in data_manifests/ (e.g. synthetic_mi).
         out: output folder; rerunning into it resumes where it stopped.
-        workers: parallel worker processes.
+        workers: parallel worker processes (the shards are the same for any number).
         part: i/n — prepare only slice i (0-based) of n, for SLURM array jobs; merge with `index merge`.
         progress: show a progress bar.
     """

@@ -296,7 +296,8 @@ def prepare(manifest: str, out: str, workers: int = 1, part: str | None = None,
     Args:
         manifest: a manifest YAML path, or the name of a shipped one (``synthetic_mi``).
         out: output folder (created); rerunning into it resumes.
-        workers: parallel worker processes (one recording each).
+        workers: parallel worker processes (one recording each, largest first). Each runs with one
+            BLAS/OpenMP thread, as does the serial path, so the shards are the same for any value.
         part: ``i/n`` to prepare only the i-th of n deterministic slices (0-based, for SLURM arrays).
         progress: show a progress bar.
     """

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,10 +159,7 @@ class TrainTableStream:
         draws = _draws(rng, len(self.tables.urls))
         while True:
             t, w, pinned = self._block(rng, draws, t, w, pinned)  # (N,), (N,), the block's tables
-            full = len(t) - len(t) % size
-            for start in range(0, full, size):
-                yield self.read(TableBatch(pinned, t[start:start + size], w[start:start + size]))
-            t, w = t[full:], w[full:]
+            t, w = yield from _full_batches(self.read, pinned, t, w, size)
 
     def _block(self, rng: np.random.Generator, draws: Iterator[int], t_rest: np.ndarray, w_rest: np.ndarray,
                pinned: dict[int, WindowTable]) -> tuple[np.ndarray, np.ndarray, dict[int, WindowTable]]:
@@ -194,6 +191,15 @@ class TrainTableStream:
         return t, w, pinned
 
 
+def _full_batches(read: Callable[[TableBatch], Any], tables: Mapping[int, WindowTable], t: np.ndarray,
+                  w: np.ndarray, size: int) -> Generator[Any, None, tuple[np.ndarray, np.ndarray]]:
+    """Yield the full batches of ``size`` windows (t, w) holds, in order; return the rest (t, w)."""
+    full = len(t) - len(t) % size
+    for start in range(0, full, size):
+        yield read(TableBatch(tables, t[start:start + size], w[start:start + size]))
+    return t[full:], w[full:]
+
+
 def _draws(rng: np.random.Generator, n: int, chunk: int = 256) -> Iterator[int]:
     """Endless shard numbers drawn uniformly with replacement, a chunk per call to ``rng``."""
     while True:
@@ -220,9 +226,6 @@ class EvalTableStream:
             pinned = {**{j: pinned[j] for j in set(t_rest.tolist())}, k: table}  # the tables still to read
             t = np.concatenate([t_rest, np.full(len(table), k, np.intp)])  # (N,)
             w = np.concatenate([w_rest, np.arange(len(table), dtype=np.intp)])  # (N,)
-            full = len(t) - len(t) % size
-            for start in range(0, full, size):
-                yield self.read(TableBatch(pinned, t[start:start + size], w[start:start + size]))
-            t_rest, w_rest = t[full:], w[full:]
+            t_rest, w_rest = yield from _full_batches(self.read, pinned, t, w, size)
         if len(t_rest):
             yield self.read(TableBatch(pinned, t_rest, w_rest))

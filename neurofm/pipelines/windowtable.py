@@ -98,14 +98,13 @@ class WindowTable:
     def __post_init__(self) -> None:
         self.fields = recording_fields(self.recording, self.n_chans, f"window table of {self.url}")
         pos = self.fields["pos"]
-        self.pos_known = np.isfinite(pos).all(axis=1)  # (C,)
-        self.pos0 = np.where(self.pos_known[:, None], pos, 0.0).astype(np.float32)  # (C, 3), unknown → 0
+        known = np.isfinite(pos).all(axis=1)  # (C,)
         bad = set(self.fields["bad_channels"])
-        self.good = np.array([n not in bad for n in self.fields["ch_names"]], dtype=bool)  # (C,)
+        good = np.array([n not in bad for n in self.fields["ch_names"]], dtype=bool)  # (C,)
         # (C, 6): x, y, z (0 where unknown), 1 (a real channel, not padding), good, position known;
         # a batch gathers these rows per window in one call
-        self.channel_rows = np.concatenate([self.pos0, np.ones((self.n_chans, 1), np.float32),
-                                            self.good[:, None], self.pos_known[:, None]], axis=1, dtype=np.float32)
+        self.channel_rows = np.concatenate([np.where(known[:, None], pos, 0.0), np.ones((self.n_chans, 1)),
+                                            good[:, None], known[:, None]], axis=1, dtype=np.float32)
         self.data_offsets = [s + len(self.npy_prefix) for s in self.npy_starts]
         self.subject, self.dataset = self.fields["subject"], self.fields["dataset"]
         self.sfreq = self.fields["sfreq"]
