@@ -17,9 +17,10 @@ synthetic_pretrain with 10-minute runs), it times:
    its shards mapped) with a memmap kept open across passes. The readers are timed in a fresh process,
    as a training run reads what ``prepare`` wrote (``--same-process``: in the one that ran prepare).
 
-Every timing is repeated ``--repeats`` times, round robin (so a change of machine load hits all of them
-alike), after one untimed warm-up; the table shows the best and the median, and the ratios use the best
-(the least disturbed by other processes on a shared machine). Results: docs/benchmarks.md.
+Every timing is repeated (``--repeats`` times for preparation, ``--load-repeats`` for loading), each
+round in a new random order (so a change of machine load hits all of them alike), after one untimed
+warm-up; the table shows the best and the median, and the ratios use the best (the least disturbed
+by other processes on a shared machine). Results: docs/benchmarks.md.
 
     python scripts/bench_prepare.py             # ~2-3 minutes on 2 cores
     python scripts/bench_prepare.py --quick     # one repeat, no variants (~30 s)
@@ -121,8 +122,9 @@ def long_synthetic_dataset(folder: Path, minutes: float) -> Dataset:
     then holds ``15 * minutes`` windows, where a PhysioNet run gives 15-30."""
     data = yaml.safe_load((manifests_dir() / "synthetic_pretrain.yaml").read_text())
     # each class has a 10 s state epoch per trial: 2 classes x trials x 10 s per run
-    data["source"]["generator"]["trials_per_class"] = max(1, round(minutes * 60 / 20))
-    label = f"synthetic_pretrain, {minutes:g}-minute runs"
+    trials = max(1, round(minutes * 60 / 20))
+    data["source"]["generator"]["trials_per_class"] = trials
+    label = f"synthetic_pretrain, {trials * 20 / 60:g}-minute runs"
     return Dataset(label, _write_manifest(data, folder, "synthetic_long"), line_freq=None)
 
 
@@ -453,8 +455,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--synthetic", action="store_true", help="also benchmark the synthetic_mi manifest")
     parser.add_argument("--no-physionet", action="store_true", help="skip the real EDF recordings")
     parser.add_argument("--long", type=float, default=0.0, metavar="MINUTES",
-                        help="also benchmark synthetic_pretrain with runs this long (e.g. 10: 150 windows "
-                             "a shard; shows how the first epochs' per-shard cost amortises)")
+                        help="also benchmark synthetic_pretrain with runs about this long (in steps of 20 s; "
+                             "e.g. 10: 150 windows a shard, where a PhysioNet run gives 15-30)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     parser.add_argument("--same-process", action="store_true",
                         help="time the loading in the process that ran prepare (default: a fresh process)")

@@ -62,8 +62,11 @@ def test_ratios_pair_each_loader_with_its_baseline(bench) -> None:
 def test_long_runs_dataset_has_runs_of_the_given_length(bench, tmp_path: Path) -> None:
     from neurofm.pipelines.manifest import load_manifest
 
-    manifest = load_manifest(bench.long_synthetic_dataset(tmp_path, 10).manifest)
+    dataset = bench.long_synthetic_dataset(tmp_path, 10)
+    manifest = load_manifest(dataset.manifest)
     assert manifest.source.generator["trials_per_class"] == 30  # 2 classes x 30 x 10 s = 600 s
+    assert "10-minute" in dataset.label
+    assert "1.33333-minute" in bench.long_synthetic_dataset(tmp_path, 1.5).label  # 4 trials: 80 s
     assert manifest.windows.mode == "fixed" and manifest.windows.length_s == 4.0
 
 

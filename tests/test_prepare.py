@@ -139,6 +139,34 @@ def test_window_json_is_encoded_with_its_recording_part_once():
     assert json_encoder_with({})(common) == encode_json(common)
     with pytest.raises(ValueError, match="sfreq"):
         encode({"sfreq": 100.0})
+    accents = json_encoder_with({"subject": "Zoë ☃"})
+    assert accents({"label": "é"}) == encode_json({"subject": "Zoë ☃", "label": "é"})
+    with pytest.raises(ValueError):  # NaN is refused in either part, as encode_json refuses it
+        encode({"onset": float("nan")})
+    with pytest.raises(ValueError):
+        json_encoder_with({"sfreq": float("inf")})
+
+
+def test_prepare_runs_with_one_blas_thread_and_restores_the_callers(synth_prepared: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch):
+    from threadpoolctl import ThreadpoolController
+
+    import neurofm.pipelines.prepare as prepare_module
+
+    seen = []
+    process_item = prepare_module.process_item
+
+    def counting(*args, **kwargs):
+        seen.append({lib.num_threads for lib in ThreadpoolController().lib_controllers})
+        return process_item(*args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "process_item", counting)
+    pools = ThreadpoolController()
+    with pools.limit(limits=2):  # the caller's setting
+        before = [lib.num_threads for lib in pools.lib_controllers]
+        prepare(str(synth_prepared.parent.parent / "m.yaml"), str(tmp_path / "w1"), progress=False)
+        assert [lib.num_threads for lib in ThreadpoolController().lib_controllers] == before
+    assert seen and all(counts == {1} for counts in seen)
 
 
 def test_changed_preprocessing_refuses_to_mix_into_the_same_folder(synth_prepared: Path, tmp_path: Path):

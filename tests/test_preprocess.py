@@ -206,6 +206,17 @@ def test_robust_stats_are_numpy_medians_of_an_odd_strided_subset(n_times: int) -
     np.testing.assert_array_equal(sd, np.median(np.abs(sub - exact_med), axis=1, keepdims=True) * 1.4826)
 
 
+def test_robust_stats_are_nan_where_numpy_medians_are() -> None:
+    x = np.random.default_rng(3).standard_normal((3, 5000))
+    x[1, 100] = np.nan
+    med, sd = robust_center_scale(x[:, ::1])
+    sub = x[:, :: 5000 // ROBUST_STATS_SAMPLES][:, :4999]
+    np.testing.assert_array_equal(np.isnan(med[:, 0]), np.isnan(np.median(sub, axis=1)))
+    assert np.isnan(sd[1, 0]) and np.isfinite(sd[[0, 2], 0]).all()
+    for stat in robust_center_scale(np.zeros((3, 0))):  # no samples: NaN rows, as np.median gives
+        assert stat.shape == (3, 1) and np.isnan(stat).all()
+
+
 def test_errors_name_the_problem() -> None:
     data = np.random.default_rng(9).standard_normal((4, 2000)) * 20.0
     data[1, 10] = np.nan

@@ -228,26 +228,27 @@ def _completed(out: Path, item: Item, phash: str) -> dict | None:
     return marker
 
 
-@lru_cache(maxsize=1)
 def _thread_pools():
-    """The process's BLAS/OpenMP thread pools (finding them scans the loaded libraries: ~25 ms)."""
+    """The process's BLAS/OpenMP thread pools, as loaded now (finding them scans the loaded
+    libraries: ~25 ms, so it is done once per run, not once per worker)."""
     from threadpoolctl import ThreadpoolController  # scikit-learn's dependency
 
     return ThreadpoolController()
 
 
-def _worker_init() -> None:
+def _worker_init(pools) -> None:
     # One BLAS/OpenMP thread per worker process: the parallelism is over recordings. The pools were
-    # found in the parent before it forked, so a worker only sets them (0.1 ms instead of 40-90 ms
-    # of library scanning while the next worker is being forked).
-    _thread_pools().limit(limits=1)
+    # found in the parent just before it forked (a worker scanning them itself took 40-90 ms, while
+    # the next worker was being forked); the limit stays for the worker's life.
+    pools.limit(limits=1)
 
 
 def _largest_first(items: list[Item]) -> list[Item]:
-    """Items by decreasing file size (stable; items without a file keep their place at the end).
+    """Items by decreasing size of ``item.path`` (stable; items without a file keep their order, last).
 
     Workers take items in this order, so the short recordings fill the end of the run instead of
-    one worker finishing a long one while the other has nothing left.
+    one worker finishing a long one while the other has nothing left. For formats whose path is a
+    header (BrainVision, EEGLAB with .fdt) or a folder (CTF) the order says little; it is harmless.
     """
     def size(item: Item) -> int:
         try:
@@ -261,13 +262,14 @@ def _run_items(manifest_path: str, todo: list[Item], out: Path, workers: int, ba
     if workers <= 1 or len(todo) <= 1:
         # One thread here too: a BLAS product summed by two threads differs in its last bits, and a
         # shard must not depend on --workers.
-        with _thread_pools().limit(limits=1), bar as advance:
+        with _thread_pools().limit(limits=1), bar as advance:  # restores the caller's limits
             return [advance(process_item(manifest_path, item, str(out))) for item in todo]
     # fork: workers start instantly with everything imported. All work is submitted before the
-    # progress bar starts its refresh thread, so no thread is running when the workers fork.
+    # progress bar starts its refresh thread, so no Python thread of ours runs when the workers fork
+    # (BLAS pools have idle threads; a forked child has none of them and starts its own).
     ctx = mp.get_context("fork")
-    _thread_pools()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(_thread_pools(),)) as pool:
         futures = [pool.submit(process_item, manifest_path, it, str(out)) for it in _largest_first(todo)]
         with bar as advance:
             return [advance(fut.result()) for fut in as_completed(futures)]

@@ -338,19 +338,24 @@ def robust_center_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-row median and robust SD (1.4826 MAD) of x (C, T), from a strided subset: (C, 1) each.
 
     The subset has an odd length, so each median is one ``np.partition``: ``np.median`` selects
-    two middle elements and the maximum (its NaN check) and took 6x longer. x must be finite
-    (``check_finite`` runs first).
+    the two middle elements and the maximum (its NaN check) and took 6x longer. As with
+    ``np.median``, a row holding a NaN gets NaN, and so do all rows of an x with no samples.
     """
     sub = x[:, :: max(1, x.shape[1] // ROBUST_STATS_SAMPLES)]  # (C, <= 2 * ROBUST_STATS_SAMPLES)
     sub = sub[:, : sub.shape[1] - 1 + sub.shape[1] % 2]  # odd length (C, n)
+    if sub.shape[1] == 0:
+        nan = np.full((len(x), 1), np.nan, dtype=np.result_type(x.dtype, np.float32))
+        return nan, nan.copy()
     med = _row_median(sub)
     return med, _row_median(np.abs(sub - med)) * 1.4826
 
 
 def _row_median(x: np.ndarray) -> np.ndarray:
-    """Median of each row of a finite x (C, n), n odd: (C, 1)."""
+    """Median of each row of x (C, n), n odd: (C, 1); NaN for a row holding a NaN."""
     k = x.shape[1] // 2
-    return np.partition(x, k, axis=1)[:, k:k + 1]
+    med = np.partition(x, k, axis=1)[:, k:k + 1]
+    med[np.isnan(x).any(axis=1)] = np.nan  # partition puts NaNs last and would return a number
+    return med
 
 
 def _robust_z(values: np.ndarray, min_scale: float = 1e-12) -> np.ndarray:

@@ -112,7 +112,8 @@ def encode_json(meta: dict) -> bytes:
 
 
 def json_encoder_with(common: dict) -> Callable[[dict], bytes]:
-    """``extra -> encode_json({**common, **extra})``, with ``common`` encoded once.
+    """``extra -> encode_json({**common, **extra})``, with ``common`` encoded once, as it is now
+    (later changes to it are not seen).
 
     A recording's channel names, types and positions are most of each of its windows' JSON.
     """
@@ -152,7 +153,7 @@ def write_shards(folder: Path, prefix: str, samples: Iterable[dict], info: dict,
                              maxsize=SHARD_MAXSIZE, post=finalize, verbose=0, opener=opener, mtime=FIXED_MTIME)
     with writer:
         for s in samples:
-            meta = s["json"] if isinstance(s["json"], bytes) else encode_json(s["json"])
+            meta = s["json"] if isinstance(s["json"], (bytes, bytearray, memoryview)) else encode_json(s["json"])
             writer.write({"__key__": s["__key__"], "npy": encode_npy(s["npy"]), "json": meta})
     return [d for d in done if d.n_samples > 0]
 
