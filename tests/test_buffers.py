@@ -3,6 +3,7 @@ CopyThreads: every row range copied once, in this thread or a pool that survives
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 
@@ -13,28 +14,54 @@ import torch
 from neurofm.pipelines.buffers import BufferPool, CopyThreads
 
 
-def test_a_released_array_is_reused() -> None:
-    pool = BufferPool()
+MAPPED, MALLOC = 0, 1 << 40  # map_bytes: every array mapped / none
+
+
+@pytest.mark.parametrize("map_bytes", [MAPPED, MALLOC])
+def test_a_released_array_is_reused(map_bytes: int) -> None:
+    pool = BufferPool(map_bytes=map_bytes)
     a = pool.empty((4, 5))
     ptr = a.ctypes.data
     del a
     assert pool.empty((4, 5)).ctypes.data == ptr
 
 
-def test_arrays_in_use_are_not_reused() -> None:
-    pool = BufferPool(size=8)
+@pytest.mark.parametrize("map_bytes", [MAPPED, MALLOC])
+def test_arrays_in_use_are_not_reused(map_bytes: int) -> None:
+    pool = BufferPool(size=8, map_bytes=map_bytes)
     held = pool.empty((4, 5))
     as_tensor = torch.from_numpy(pool.empty((4, 5)).reshape(2, 10))  # only the tensor holds this one
-    view = pool.empty((4, 5))[1:]
+    view = pool.empty((4, 5))[1:]  # only a slice
+    column = pool.empty((4, 5)).reshape(20)[::2]  # a view of a view
     fresh = pool.empty((4, 5))
-    pointers = {held.ctypes.data, as_tensor.data_ptr(), view.base.ctypes.data, fresh.ctypes.data}
-    assert len(pointers) == 4
+    pointers = [held.ctypes.data, as_tensor.data_ptr(), view.ctypes.data - 5 * 4, column.ctypes.data,
+                fresh.ctypes.data]
+    assert len(set(pointers)) == 5
     del as_tensor
-    assert pool.empty((4, 5)).ctypes.data not in {held.ctypes.data, view.base.ctypes.data, fresh.ctypes.data}
+    again = pool.empty((4, 5))
+    assert again.ctypes.data == pointers[1]  # the only one released
+    assert pool.empty((4, 5)).ctypes.data not in pointers
 
 
-def test_shapes_and_dtypes_have_their_own_arrays() -> None:
-    pool = BufferPool()
+def test_large_arrays_are_private_mappings_that_a_forked_child_does_not_share() -> None:
+    pool = BufferPool(map_bytes=64)
+    big, small = pool.empty((4, 16)), pool.empty((2, 2))
+    assert isinstance(big.base.base.obj, mmap.mmap) and small.base.flags.owndata  # root: frombuffer / np.empty
+    big[:] = 1.0
+    pid = os.fork()
+    if pid == 0:  # the child writes its copy, and always exits
+        try:
+            big[:] = 2.0
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert (big == 1.0).all()
+    assert big.flags.writeable and torch.from_numpy(big).sum() == 64
+
+
+@pytest.mark.parametrize("map_bytes", [MAPPED, MALLOC])
+def test_shapes_and_dtypes_have_their_own_arrays(map_bytes: int) -> None:
+    pool = BufferPool(map_bytes=map_bytes)
     assert pool.empty((2, 3)).shape == (2, 3)
     assert pool.empty((3, 2)).shape == (3, 2)
     assert pool.empty((2, 3), np.int64).dtype == np.int64
@@ -43,7 +70,7 @@ def test_shapes_and_dtypes_have_their_own_arrays() -> None:
 def test_the_pool_is_bounded() -> None:
     pool = BufferPool(size=2)
     held = [pool.empty((8,)) for _ in range(5)]
-    assert sum(len(arrays) for arrays in pool._arrays.values()) == 2
+    assert sum(len(roots) for roots in pool._roots.values()) == 2
     assert len({a.ctypes.data for a in held}) == 5
 
 
