@@ -3,9 +3,10 @@
 A training loop keeps batch k alive while the loader builds batch k+1. Fresh multi-megabyte arrays
 then come from the kernel every time (glibc returns a freed large chunk at the top of the heap, and
 mmapped chunks, to the system), and the first write to each page costs a page fault: on a 2-core VM
-that was a third of the loader's time per window. The pool hands out an array it made before when
-the only references left to it are the pool's own, which in CPython is exactly when every tensor and
-view built on it (``torch.from_numpy`` keeps a reference to the array) has been freed.
+that was a third of the loader's time per window. The pool hands out a buffer it made before when
+the only references left to the buffer's root array are the pool's own, which in CPython is exactly
+when every tensor and view built on what it handed out has been freed (numpy views refer to the root;
+``torch.from_numpy`` keeps a reference to its array).
 
 The arrays are uninitialised (as ``np.empty``): callers write every element they hand out. The
 reference count test relies on the GIL (a pool shared by loaders in several threads is safe under
