@@ -23,6 +23,7 @@ Results: docs/benchmarks.md, "Backbone throughput".
     python scripts/bench_backbone.py --threads 1 --breakdown     # steadier on a shared machine, ~2 min
     python scripts/bench_backbone.py --quick                     # one repeat, 22 channels only
     python scripts/bench_backbone.py --device cuda --dtype bf16 --batch-size 256 [--compile]
+    python scripts/bench_backbone.py --device cuda --dtype bf16 --compile-mode max-autotune --dim 192 --heads 12
 
 On a machine shared with other jobs, two OpenMP threads stall whenever another process takes a core
 (steps 5-30x slower); one thread is slower but steady, and the ratios are what matter.
@@ -39,6 +40,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -113,15 +115,17 @@ class Matched:
         return self.config.patch_size
 
 
-def matched_configs(preset: str) -> Matched:
-    base = BackboneConfig.from_name(preset)
+def matched_configs(preset: str, **overrides: int) -> Matched:
+    """``overrides`` (``dim``, ``heads``) change the preset for both models, e.g. a head dimension
+    that is a multiple of 16 for the fastest flash-attention tiles (``--dim 192 --heads 12``)."""
+    base = BackboneConfig.from_name(preset, **{k: v for k, v in overrides.items() if v is not None})
     if base.dim % 25 == 0 and (base.dim // 25) % 4 == 0:  # base (200 = 8 x 25), large (400 = 16 x 25)
         patch_size, conv_out = 200, base.dim // 25
     elif base.dim % 8 == 0:  # tiny (32), small (128): ceil(dim / 8) x 8 = dim
         patch_size, conv_out = base.dim, 8
     else:
         raise ValueError(f"no Labram width matches dim={base.dim} (need 25 x 4k or a multiple of 8)")
-    config = BackboneConfig.from_name(preset, patch_size=patch_size)
+    config = BackboneConfig.from_dict({**base.to_dict(), "patch_size": patch_size})
     labram = dict(patch_size=patch_size, embed_dim=base.dim, conv_out_channels=conv_out, num_layers=base.depth,
                   num_heads=base.heads, mlp_ratio=4.0, neural_tokenizer=True)
     return Matched(config, labram)
@@ -180,8 +184,10 @@ def make_batch(setting: Setting, patch_size: int, batch_size: int, device: torch
 
 
 def build_cases(matched: Matched, setting: Setting, batch: Batch, device: torch.device,
-                compile_models: bool = False) -> list[Case]:
-    """Labram (baseline), ours full, ours criss-cross; the same initial seed for each."""
+                compile_models: bool = False, compile_mode: str | None = None) -> list[Case]:
+    """Labram (baseline), ours full, ours criss-cross (when the heads split in two halves); the same
+    initial seed for each. ``compile_mode`` is ``torch.compile``'s (e.g. ``reduce-overhead``: CUDA graphs)."""
+    compiled = partial(torch.compile, mode=compile_mode)
     n_times = setting.n_patches * matched.patch_size
     cases = []
     torch.manual_seed(0)
@@ -197,14 +203,14 @@ def build_cases(matched: Matched, setting: Setting, batch: Batch, device: torch.
     def ours_call(m: nn.Module) -> Callable[[], Tensor]:
         return lambda: m(batch.x, pos=batch.pos, chan_mask=batch.chan_mask)
 
-    call = torch.compile(labram) if compile_models else labram
+    call = compiled(labram) if compile_models else labram
     cases.append(Case("labram", "braindecode Labram", labram, labram_call(call), labram_call(labram),
                       setting.n_chans * setting.n_patches + 1))  # + [CLS]
-    for attention in ("full", "criss_cross"):
+    for attention in ("full", "criss_cross") if matched.config.heads % 2 == 0 else ("full",):
         torch.manual_seed(0)
         ours = NeuroTransformer(BackboneConfig.from_dict({**matched.config.to_dict(), "attention": attention}),
                                 n_outputs=N_CLASSES).to(device)
-        call = torch.compile(ours) if compile_models else ours
+        call = compiled(ours) if compile_models else ours
         cases.append(Case(attention, f"neurofm {matched.config.name}, {attention.replace('_', '-')} attention", ours,
                           ours_call(call), ours_call(ours), setting.n_chans * setting.n_patches))
     for case in cases:
@@ -387,7 +393,7 @@ def print_breakdown(console: Console, cases: list[Case], parts: dict[str, dict[s
 def bench_setting(matched: Matched, setting: Setting, args: argparse.Namespace, device: torch.device,
                   console: Console) -> dict[str, Any]:
     batch = make_batch(setting, matched.patch_size, args.batch_size, device)
-    cases = build_cases(matched, setting, batch, device, compile_models=args.compile)
+    cases = build_cases(matched, setting, batch, device, compile_models=args.compile, compile_mode=args.compile_mode)
     steps = {}
     for case in cases:
         opt = torch.optim.AdamW(case.model.parameters(), lr=1e-4) if args.adamw else None
@@ -446,6 +452,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="untimed steps per model (default 2; 3 with --compile)")
     parser.add_argument("--adamw", action="store_true", help="include an AdamW step in every training step")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models (FLOPs counted eagerly)")
+    parser.add_argument("--compile-mode", default=None,
+                        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                        help="torch.compile mode (reduce-overhead and max-autotune use CUDA graphs); implies --compile")
+    parser.add_argument("--dim", type=int, default=None, help="override the preset's width (both models)")
+    parser.add_argument("--heads", type=int, default=None,
+                        help="override the preset's heads (both models); criss-cross needs an even number")
     parser.add_argument("--breakdown", action="store_true", help="also time embedding / attention / MLP alone")
     parser.add_argument("--quick", action="store_true", help="one round of 2 steps, 22 channels only")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
@@ -453,6 +465,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cuda = args.device.startswith("cuda")
     args.batch_size = args.batch_size or (256 if cuda else 8)
     args.dtype = args.dtype or ("bf16" if cuda else "fp32")
+    args.compile = args.compile or args.compile_mode is not None
     args.warmup = args.warmup if args.warmup is not None else (3 if args.compile else 2)
     if args.quick:
         args.repeats, args.steps = 1, 2
@@ -472,8 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC | {device_name(device)} | {os.cpu_count()} cores, "
                   f"{torch.get_num_threads()} torch threads | load average {load_before[0]:.2f} {load_before[1]:.2f} "
                   f"{load_before[2]:.2f} | torch {torch.__version__} | braindecode {braindecode.__version__} | "
-                  f"MNE {mne.__version__}" + (" | torch.compile" if args.compile else ""))
-    matched = matched_configs(args.preset)
+                  f"MNE {mne.__version__}" + (f" | torch.compile ({args.compile_mode or 'default'})" if args.compile else ""))
+    matched = matched_configs(args.preset, dim=args.dim, heads=args.heads)
     results = [bench_setting(matched, Setting(n, args.patches, MONTAGES[n]), args, device, console)
                for n in args.channels]
     load_after = os.getloadavg()
@@ -484,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": device_name(device), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "braindecode": braindecode.__version__, "preset": args.preset,
             "batch_size": args.batch_size, "dtype": args.dtype, "adamw": args.adamw, "compile": args.compile,
+            "compile_mode": args.compile_mode, "dim": matched.config.dim, "heads": matched.config.heads,
             "load_before": load_before, "load_after": load_after, "results": results}, indent=1))
     return 0
 

@@ -30,6 +30,20 @@ def test_matched_configs_give_labram_the_same_width(bench, preset, patch_size):
                                                                     matched.config.heads)
 
 
+def test_width_and_heads_can_be_overridden_for_both_models(bench):
+    matched = bench.matched_configs("base", dim=192, heads=12)  # head dimension 16
+    assert (matched.config.dim, matched.config.heads, matched.config.head_dim, matched.config.depth) == (192, 12, 16, 12)
+    assert (matched.labram_kwargs["embed_dim"], matched.labram_kwargs["num_heads"]) == (192, 12)
+    odd = bench.matched_configs("tiny", heads=1)  # criss-cross needs two halves: only full attention
+    setting = bench.Setting(22, 2, bench.MONTAGES[22])
+    batch = bench.make_batch(setting, odd.patch_size, 2, torch.device("cpu"))
+    assert [c.key for c in bench.build_cases(odd, setting, batch, torch.device("cpu"))] == ["labram", "full"]
+    with pytest.raises(ValueError, match="Labram width"):
+        bench.matched_configs("tiny", dim=30, heads=2)
+    args = bench.parse_args(["--compile-mode", "reduce-overhead", "--dim", "192", "--heads", "12"])
+    assert args.compile and args.compile_mode == "reduce-overhead" and args.warmup == 3
+
+
 @pytest.mark.parametrize("n_chans", [22, 62])
 def test_montages_have_positions_and_labram_embeddings(bench, n_chans):
     from braindecode.models.labram import LABRAM_CHANNEL_ORDER
