@@ -130,7 +130,8 @@ def json_encoder_with(common: dict) -> Callable[[dict], bytes]:
 
 def write_shards(folder: Path, prefix: str, samples: Iterable[dict], info: dict,
                  index_root: Path) -> list[ShardInfo]:
-    """Write ``samples`` ({"__key__", "npy": array, "json": dict or its encoding}) as ``folder/prefix-%06d.tar``.
+    """Write ``samples`` ({"__key__", "npy": array, "json": encoded bytes, see :func:`json_encoder_with`})
+    as ``folder/prefix-%06d.tar``.
 
     ``info`` holds the recording/subject/session/run/n_chans fields of every shard it makes.
     """
@@ -153,8 +154,7 @@ def write_shards(folder: Path, prefix: str, samples: Iterable[dict], info: dict,
                              maxsize=SHARD_MAXSIZE, post=finalize, verbose=0, opener=opener, mtime=FIXED_MTIME)
     with writer:
         for s in samples:
-            meta = s["json"] if isinstance(s["json"], (bytes, bytearray, memoryview)) else encode_json(s["json"])
-            writer.write({"__key__": s["__key__"], "npy": encode_npy(s["npy"]), "json": meta})
+            writer.write({"__key__": s["__key__"], "npy": encode_npy(s["npy"]), "json": s["json"]})
     return [d for d in done if d.n_samples > 0]
 
 

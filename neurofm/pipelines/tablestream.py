@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .seeding import derive_seed
-from .tario import is_streamed, map_file
+from .tario import map_file, names_local_tar
 from .windowtable import WindowTable, open_table, table_name
 
 _SALT = 3  # the loader's webdataset stages use salts 1 (shard draws) and 2 (shuffle buffer)
@@ -45,9 +45,7 @@ MIN_SHARDS_PER_BLOCK = 16
 
 def has_table(url: str) -> bool:
     """A local tar with a window-table sidecar (a ``stat``; the table is checked when it is opened)."""
-    if is_streamed(url) or not url.endswith(".tar"):
-        return False
-    return os.path.isfile(table_name(url))
+    return names_local_tar(url) and os.path.isfile(table_name(url))
 
 
 @dataclass(frozen=True)

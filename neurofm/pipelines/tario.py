@@ -35,9 +35,14 @@ def is_streamed(url: str) -> bool:
     return "://" in url or url.startswith("pipe:")
 
 
+def names_local_tar(url: str) -> bool:
+    """A local path ending in ``.tar`` (the file itself is not looked at)."""
+    return url.endswith(".tar") and not is_streamed(url)
+
+
 def is_local_tar(url: str) -> bool:
     """A local, uncompressed ustar/pax tar (what neurofm writes); anything else goes to webdataset."""
-    if is_streamed(url) or not url.endswith(".tar"):
+    if not names_local_tar(url):
         return False
     try:
         with open(url, "rb") as f:

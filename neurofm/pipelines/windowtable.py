@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .tario import grouped_members, is_streamed, is_ustar, map_file, npy_layout
+from .tario import grouped_members, is_ustar, map_file, names_local_tar, npy_layout
 
 TABLE_FORMAT = "neurofm-windows/1"
 TABLE_SUFFIX = ".windows.json"
@@ -285,7 +285,7 @@ def open_table(url: str) -> WindowTable | None:
     None for anything else (a remote url, another kind of file, a file that cannot be read): such
     shards go to webdataset, which raises its own error naming the url.
     """
-    if is_streamed(url) or not url.endswith(".tar"):
+    if not names_local_tar(url):
         return None
     try:
         st = os.stat(url)
