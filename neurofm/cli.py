@@ -92,6 +92,14 @@ def _quickstart(out: str = "runs/quickstart", workers: int = 2, progress: bool =
     return quickstart(out=out, workers=workers, progress=progress)
 
 
+def _say_on_rank_zero(message: str) -> None:
+    """Print once: under DDP every rank runs the command (Lightning launches the others)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        print(message)
+
+
 def _tokenizer_fit(
     data: TokenizerDataConfig = TokenizerDataConfig(),
     model: str | RVQConfig = "tiny",
@@ -113,7 +121,7 @@ def _tokenizer_fit(
     from .tokenizers.fit import fit_tokenizer
 
     result = fit_tokenizer(data=data, model=model, optim=optim, trainer=trainer, out=out, resume=resume)
-    print(f"{result.steps} steps in {result.seconds:.0f} s; tokenizer saved to {result.hub_dir}")
+    _say_on_rank_zero(f"{result.steps} steps in {result.seconds:.0f} s; tokenizer saved to {result.hub_dir}")
     return 0
 
 
@@ -208,7 +216,7 @@ def _pretrain(
 
     result = pretrain(data=data, model=model, objective=objective, optim=optim, trainer=trainer, out=out,
                       resume=resume, ckpt_path=ckpt_path)
-    print(f"{result.steps} steps in {result.seconds:.0f} s; backbone saved to {result.hub_dir}")
+    _say_on_rank_zero(f"{result.steps} steps in {result.seconds:.0f} s; backbone saved to {result.hub_dir}")
     return 0
 
 

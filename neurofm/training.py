@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -135,6 +136,65 @@ class TrainerConfig:
 
 
 # --------------------------------------------------------------------------------------------------
+# validation means over ranks
+
+
+class EpochMeans:
+    """Weighted means of named values over one validation epoch and over every rank.
+
+    The eval loader splits shards over ranks, so ranks see different numbers of batches, possibly
+    none, and a rank without batches knows no names: Lightning's ``sync_dist`` would wait for a rank
+    that never logged, and without it only rank 0's share is logged. Each rank ``add``s its batches
+    (weight: the windows or rows a value is a mean over); ``compute``, called by every rank at the
+    epoch's end, gathers every rank's sums once and returns the same means on each. On one process
+    it is the plain weighted mean.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Any] = {}  # name -> sum of value x weight (a tensor stays on its device)
+        self.weights: dict[str, float] = {}
+
+    def add(self, values: Mapping[str, Any], weight: float) -> None:
+        for name, value in values.items():
+            value = value.detach().float() if hasattr(value, "detach") else float(value)
+            self.sums[name] = self.sums.get(name, 0.0) + value * weight
+            self.weights[name] = self.weights.get(name, 0.0) + weight
+
+    def compute(self) -> dict[str, float]:
+        local = ({name: float(v) for name, v in self.sums.items()}, dict(self.weights))
+        return merge_means(_gather_from_ranks(local))
+
+    def log_to(self, module: L.LightningModule, prefix: str, prog_bar: str | None = None) -> None:
+        """Log every mean as ``prefix/name``; every rank must call it. The values are already the same
+        on every rank: ``sync_dist`` with ``max`` leaves them unchanged, gives every rank the same
+        ``callback_metrics``, and keeps Lightning from warning that epoch values are not reduced."""
+        for name, value in self.compute().items():
+            module.log(f"{prefix}/{name}", value, prog_bar=name == prog_bar, sync_dist=True, reduce_fx="max")
+
+
+def merge_means(parts: list[tuple[dict[str, float], dict[str, float]]]) -> dict[str, float]:
+    """``(sums, weights)`` of each rank → weighted means, in the order names first appear."""
+    sums: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    for rank_sums, rank_weights in parts:
+        for name, value in rank_sums.items():
+            sums[name] = sums.get(name, 0.0) + value
+            weights[name] = weights.get(name, 0.0) + rank_weights[name]
+    return {name: sums[name] / weights[name] for name in sums if weights[name] > 0}
+
+
+def _gather_from_ranks(obj: Any) -> list[Any]:
+    """``obj`` of every rank, in rank order (``[obj]`` outside a distributed run)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # optimiser
 
 
@@ -197,19 +257,26 @@ def build_datamodule(data: ShardDataConfig) -> ShardDataModule:
                 loader.set_epoch(self.trainer.current_epoch)
             return loader
 
-    return _ResumableShardDataModule(
-        data.index_paths, batch_size=data.batch_size, eval_batch_size=data.eval_batch_size,
-        num_workers=data.num_workers, shuffle_buffer=data.shuffle_buffer, seed=data.seed,
-        subjects=data.subjects, exclude_subjects=data.exclude_subjects, val_subjects=data.val_subjects,
-        train_batches_per_epoch=data.train_batches_per_epoch,
-    )
+    try:
+        return _ResumableShardDataModule(
+            data.index_paths, batch_size=data.batch_size, eval_batch_size=data.eval_batch_size,
+            num_workers=data.num_workers, shuffle_buffer=data.shuffle_buffer, seed=data.seed,
+            subjects=data.subjects, exclude_subjects=data.exclude_subjects, val_subjects=data.val_subjects,
+            train_batches_per_epoch=data.train_batches_per_epoch,
+        )
+    except (ValueError, TypeError) as err:  # unknown subjects, mixed sfreq, a malformed index.json...
+        from .pipelines.errors import TrainingSettingsError
+
+        raise TrainingSettingsError(f"data: {err}") from err
 
 
 def check_sfreq(indexes: list[Any], sfreq: float, what: str = "the model") -> None:
     """Every prepared dataset must be at ``sfreq``; the error names the others and the fix."""
     wrong = {str(ix.path): ix.sfreq for ix in indexes if ix.sfreq != sfreq}
     if wrong:
-        raise ValueError(f"{what} expects {sfreq:g} Hz but these prepared datasets are not: {wrong} "
+        from .pipelines.errors import TrainingSettingsError
+
+        raise TrainingSettingsError(f"{what} expects {sfreq:g} Hz but these prepared datasets are not: {wrong} "
                          f"(set model.sfreq, or prepare with preprocessing.sfreq: {sfreq:g})")
 
 
@@ -298,6 +365,21 @@ def build_plugins(trainer_cfg: TrainerConfig) -> list:
 
 
 def build_trainer(trainer_cfg: TrainerConfig, out: Path, resuming: bool = False) -> L.Trainer:
+    """The ``Trainer``; settings Lightning refuses (FSDP on CPU, a GPU that is not there) raise
+    ``TrainingSettingsError`` naming the ``trainer.*`` fields."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from .pipelines.errors import TrainingSettingsError
+
+    try:
+        return _trainer(trainer_cfg, out, resuming)
+    except (MisconfigurationException, ValueError) as err:
+        fields = ", ".join(f"trainer.{k}={getattr(trainer_cfg, k)!r}"
+                           for k in ("accelerator", "devices", "num_nodes", "strategy", "precision"))
+        raise TrainingSettingsError(f"Lightning cannot run these trainer settings ({fields}): {err}") from err
+
+
+def _trainer(trainer_cfg: TrainerConfig, out: Path, resuming: bool) -> L.Trainer:
     import lightning as L
 
     return L.Trainer(

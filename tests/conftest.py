@@ -30,3 +30,18 @@ def requires_shared_data(relative: str = "") -> Path:
 def shared_data() -> Path:
     """Root of the shared real recordings (see its README.md); skips when it is absent."""
     return requires_shared_data()
+
+
+@pytest.fixture(scope="session")
+def tiny_mi_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``shardkit.TINY_MI_MANIFEST`` prepared once: synthetic motor imagery, 3 subjects × 2 runs,
+    2 s windows resampled to 200 Hz (2 patches), 22 channels."""
+    import yaml
+    from shardkit import TINY_MI_MANIFEST
+
+    from neurofm.pipelines.prepare import prepare
+
+    root = tmp_path_factory.mktemp("tiny_mi")
+    (root / "m.yaml").write_text(yaml.safe_dump(TINY_MI_MANIFEST))
+    assert prepare(str(root / "m.yaml"), str(root / "shards"), progress=False).n_failed == 0
+    return root / "shards" / "index.json"

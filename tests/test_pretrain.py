@@ -22,11 +22,10 @@ from neurofm.models.objective_config import OBJECTIVE_NAMES
 from neurofm.models.objectives import OBJECTIVES, build_objective, random_token_mask
 from neurofm.models.pretrain import PretrainModule
 from neurofm.pipelines.loader import Batch, iter_samples
-from neurofm.pipelines.prepare import prepare
 from neurofm.throughput import peak_bf16_flops
 from neurofm.tokenizers.rvq import RVQConfig, RVQTokenizer
 from neurofm.training import adamw_param_groups, build_trainer
-from shardkit import TINY_MI_MANIFEST, RecordingSpec, make_dataset
+from shardkit import RecordingSpec, make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 50  # tokens on tiny_mi
@@ -69,21 +68,12 @@ def one_thread():
 # data and a tokenizer
 
 @pytest.fixture(scope="module")
-def mi_index(tmp_path_factory) -> Path:
-    """Synthetic motor imagery, 3 subjects, 2 s windows at 200 Hz (2 patches), 22 channels."""
-    root = tmp_path_factory.mktemp("mi")
-    (root / "m.yaml").write_text(yaml.safe_dump(TINY_MI_MANIFEST))
-    assert prepare(str(root / "m.yaml"), str(root / "shards"), progress=False).n_failed == 0
-    return root / "shards" / "index.json"
-
-
-@pytest.fixture(scope="module")
-def micro_tokenizer(mi_index: Path, tmp_path_factory) -> Path:
+def micro_tokenizer(tiny_mi_index: Path, tmp_path_factory) -> Path:
     """A tokenizer whose codebooks were k-means-initialised on real windows (one forward in train
     mode, as the first training step does): codes spread over the codebook, deterministic from then on."""
     torch.manual_seed(0)
     tok = RVQTokenizer(RVQConfig(**MICRO_RVQ))
-    x = torch.from_numpy(np.stack([s.x for s in iter_samples(mi_index)][:16])).float()  # (16, 22, 400)
+    x = torch.from_numpy(np.stack([s.x for s in iter_samples(tiny_mi_index)][:16])).float()  # (16, 22, 400)
     tok.train()
     tok(x)
     folder = tmp_path_factory.mktemp("tok") / "micro"
@@ -124,14 +114,14 @@ def mae_run(shared_index: Path, tmp_path_factory) -> PretrainResult:
 
 
 @pytest.fixture(scope="module")
-def tokens_run(mi_index: Path, micro_tokenizer: Path, tmp_path_factory) -> PretrainResult:
-    return run_pretrain(mi_index, tmp_path_factory.mktemp("tokens"),
+def tokens_run(tiny_mi_index: Path, micro_tokenizer: Path, tmp_path_factory) -> PretrainResult:
+    return run_pretrain(tiny_mi_index, tmp_path_factory.mktemp("tokens"),
                         ObjectiveConfig(name="tokens", tokenizer=str(micro_tokenizer)))
 
 
 @pytest.fixture(scope="module")
-def next_run(mi_index: Path, micro_tokenizer: Path, tmp_path_factory) -> PretrainResult:
-    return run_pretrain(mi_index, tmp_path_factory.mktemp("next"), ObjectiveConfig(name="next", tokenizer=str(micro_tokenizer)))
+def next_run(tiny_mi_index: Path, micro_tokenizer: Path, tmp_path_factory) -> PretrainResult:
+    return run_pretrain(tiny_mi_index, tmp_path_factory.mktemp("next"), ObjectiveConfig(name="next", tokenizer=str(micro_tokenizer)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,8 +270,8 @@ def test_peak_flops_table() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_mfu_is_logged_on_gpu(mi_index: Path, tmp_path: Path) -> None:
-    result = run_pretrain(mi_index, tmp_path, ObjectiveConfig(), steps=30, accelerator="gpu", precision="bf16-mixed",
+def test_mfu_is_logged_on_gpu(tiny_mi_index: Path, tmp_path: Path) -> None:
+    result = run_pretrain(tiny_mi_index, tmp_path, ObjectiveConfig(), steps=30, accelerator="gpu", precision="bf16-mixed",
                           log_every_n_steps=10)
     assert "perf/mfu" in result.metrics  # NaN on a GPU missing from PEAK_BF16_FLOPS
 
@@ -330,7 +320,7 @@ def test_explicit_ckpt_path_must_exist(fixed_batch_index: Path, tmp_path: Path) 
 # --------------------------------------------------------------------------------------------------
 # export
 
-def test_export_gives_the_same_backbone(tokens_run: PretrainResult, mi_index: Path, tmp_path: Path) -> None:
+def test_export_gives_the_same_backbone(tokens_run: PretrainResult, tiny_mi_index: Path, tmp_path: Path) -> None:
     """The checkpoint also holds the frozen tokenizer and the code head: not part of the backbone."""
     code = _cli("export", str(tokens_run.last_checkpoint), "--to", str(tmp_path / "hub"))
     assert code == 0
@@ -345,7 +335,7 @@ def test_export_gives_the_same_backbone(tokens_run: PretrainResult, mi_index: Pa
         torch.testing.assert_close(loaded.forward_features(x, pos), reference.eval().forward_features(x, pos),
                                    rtol=0, atol=0)
     card = (tmp_path / "hub" / "README.md").read_text()
-    preproc_hash = yaml.safe_load(mi_index.read_text())["preproc_hash"]
+    preproc_hash = yaml.safe_load(tiny_mi_index.read_text())["preproc_hash"]
     assert "tiny_mi" in card and preproc_hash in card and '"steps": 50' in card and '"name": "tokens"' in card
     # pretrain itself wrote the same folder from last.ckpt
     written = (tmp_path / "hub" / "model.safetensors").read_bytes()
@@ -383,8 +373,8 @@ def _cli(*args: str) -> int:
     return exit_.value.code
 
 
-def test_cli_pretrain_from_a_yaml_config(mi_index: Path, tmp_path: Path) -> None:
-    config = {"data": {"index_paths": [str(mi_index)], "batch_size": 2},
+def test_cli_pretrain_from_a_yaml_config(tiny_mi_index: Path, tmp_path: Path) -> None:
+    config = {"data": {"index_paths": [str(tiny_mi_index)], "batch_size": 2},
               "model": {"name": "micro", "dim": 16, "depth": 1, "heads": 2},
               "trainer": {"max_steps": 3, "accelerator": "cpu", "progress_bar": False, "log_every_n_steps": 1},
               "out": str(tmp_path / "run")}
@@ -400,7 +390,7 @@ def test_cli_pretrain_from_a_yaml_config(mi_index: Path, tmp_path: Path) -> None
 def test_shipped_configs_print_and_name_shipped_manifests(path: Path, capsys: pytest.CaptureFixture) -> None:
     assert _cli("pretrain", "--config", str(path), "--print_config") in (0, None)
     cfg = yaml.safe_load(capsys.readouterr().out)
-    preset, objective = path.stem.split("_")
+    preset, objective, *_variant = path.stem.split("_")  # <preset>_<objective>[_<data>].yaml
     assert cfg["objective"]["name"] == objective and cfg["model"] == preset
     assert ObjectiveConfig(**cfg["objective"]) and TrainerConfig(**cfg["trainer"])
     for index in cfg["data"]["index_paths"]:

@@ -90,12 +90,6 @@ class MaskedObjective(nn.Module):
     def score(self, backbone: NeuroTransformer, batch: Batch, token_mask: Tensor) -> ObjectiveOutput:
         raise NotImplementedError
 
-    @property
-    def log_names(self) -> tuple[str, ...]:
-        """Every term and metric ``score`` returns, known before any batch (for validation sums
-        that every rank reduces, also a rank whose shard split gave it no batch)."""
-        raise NotImplementedError
-
     def provenance(self) -> dict[str, Any]:
         """What the model card records about the objective beyond its config (e.g. the tokenizer)."""
         return {}
@@ -119,10 +113,6 @@ class MaskedReconstruction(MaskedObjective):
         self.patch_size, self.input_scale_uv = patch_size, input_scale_uv
         self.target, self.spectral_weight = target, spectral_weight
         self.decoder = nn.Linear(dim, patch_size)
-
-    @property
-    def log_names(self) -> tuple[str, ...]:
-        return ("mse", "spectral", "nmse")
 
     def targets(self, x: Tensor) -> Tensor:
         """(B, C, T) µV → (B, C, P, patch_size) in the loss's units."""
@@ -166,10 +156,6 @@ class MaskedTokenPrediction(MaskedObjective):
         super().train(mode)
         self.tokenizer.eval()  # frozen: no codebook updates, no quantiser dropout
         return self
-
-    @property
-    def log_names(self) -> tuple[str, ...]:
-        return ("ce", "acc", *(f"acc_l{q}" for q in range(self.n_q)))
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> Tensor:

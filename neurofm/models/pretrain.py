@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ..pipelines.loader import Batch
-from ..training import adamw_with_schedule
+from ..training import EpochMeans, adamw_with_schedule
 from .backbone import NeuroTransformer
 from .objectives import MaskedObjective
 
@@ -53,7 +53,7 @@ class PretrainModule(L.LightningModule):
         self.optim = dict(lr=lr, weight_decay=weight_decay, betas=tuple(betas), warmup_steps=warmup_steps,
                           max_steps=max_steps, min_lr_ratio=min_lr_ratio)
         self.crop_samples, self.seed = crop_samples, seed
-        self._val_sums: Tensor | None = None  # see on_validation_epoch_start
+        self._val = EpochMeans()  # see on_validation_epoch_start
         patch = backbone.config.patch_size
         if crop_samples is not None and (crop_samples < patch or crop_samples % patch):
             raise ValueError(f"crop_samples={crop_samples} must be a positive multiple of the patch size {patch}")
@@ -103,27 +103,18 @@ class PretrainModule(L.LightningModule):
         return out.loss
 
     # -------------------------------------------------------------------------------- validation
-    # Window-weighted sums reduced over ranks at the epoch's end, by every rank: the eval loader splits
-    # shards over ranks, so ranks see different numbers of batches, possibly none (Lightning's
-    # sync_dist would then wait for a rank that never logged).
-    def _val_names(self) -> tuple[str, ...]:
-        return ("loss", *self.objective.log_names)
-
+    # Window-weighted means over every rank's batches (``EpochMeans``: ranks may get different numbers
+    # of eval batches, possibly none), the same on every rank.
     def on_validation_epoch_start(self) -> None:
-        self._val_sums = torch.zeros(len(self._val_names()) + 1, device=self.device)  # (names..., windows)
+        self._val = EpochMeans()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         generator = self._generator(batch.x.device, _VAL, batch_idx)  # the same masks at every validation
         out = self.objective(self.backbone, self._inputs(batch, generator, train=False), generator)
-        values = {"loss": out.loss, **out.terms, **out.metrics}
-        row = torch.stack([values[name].detach().float() for name in self._val_names()] + [out.loss.new_ones(())])
-        self._val_sums += row * len(batch)
+        self._val.add({"loss": out.loss, **out.terms, **out.metrics}, len(batch))
 
     def on_validation_epoch_end(self) -> None:
-        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
-        if sums[-1] > 0:
-            for name, value in zip(self._val_names(), sums[:-1] / sums[-1]):
-                self.log(f"val/{name}", value, prog_bar=name == "loss", rank_zero_only=True)
+        self._val.log_to(self, "val", prog_bar="loss")
 
     # -------------------------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> dict[str, Any]:

@@ -23,4 +23,11 @@ class IndexMergeError(ValueError):
     """Partial indexes that cannot be merged (different datasets or preprocessing, missing parts)."""
 
 
-UserFacingErrors = (ManifestError, DataNotAvailableError, PrepareError, IndexMergeError, FileNotFoundError)
+class TrainingSettingsError(ValueError):
+    """Settings a training command cannot run with: data that does not fit (``data.*``: unknown
+    subjects, mixed sampling rates, a malformed index) or trainer settings Lightning refuses here
+    (``trainer.*``: FSDP or a GPU on a machine without one). The message names the fields."""
+
+
+UserFacingErrors = (ManifestError, DataNotAvailableError, PrepareError, IndexMergeError, TrainingSettingsError,
+                    FileNotFoundError)

@@ -5,7 +5,8 @@ fixed ``n_chans``) sees only real, good channels (``chan_mask``) as independent 
 ``max_rows`` of them per step drawn at random: the windows of one batch hold far more channels than
 a step needs, and channels of one window are strongly correlated. Logged: every loss term, and per
 quantiser level the share of the codebook used in the batch and the code perplexity; validation
-adds the normalised MSE at several numbers of levels.
+adds the normalised MSE at several numbers of levels. Validation values are means over every rank's
+batches (``EpochMeans``), weighted by the rows (or windows) each batch scores.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..pipelines.loader import Batch
-from ..training import warmup_cosine
+from ..training import EpochMeans, warmup_cosine
 from .base import TokenizerOutput
 
 
@@ -72,35 +73,39 @@ class TokenizerModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         x, mask = self._inputs(batch, train=True)
         out: TokenizerOutput = self.tokenizer(x, mask)
-        self._log_output("train", out, batch_size=x.shape[0])
+        for name, value in self._output_values(out, train=True).items():
+            self.log(f"train/{name}", value, prog_bar=name == "total", batch_size=x.shape[0])
         return out.losses["total"]
 
-    def _log_output(self, split: str, out: TokenizerOutput, batch_size: int) -> None:
-        on_step = split == "train"
-        for name, value in out.losses.items():
-            self.log(f"{split}/{name}", value.detach(), on_step=on_step, on_epoch=not on_step,
-                     prog_bar=name == "total", batch_size=batch_size)
+    @staticmethod
+    def _output_values(out: TokenizerOutput, train: bool) -> dict[str, Tensor | float]:
+        """Every loss term, and per quantiser level the share of the codebook used and the code perplexity."""
+        values: dict[str, Tensor | float] = {name: value.detach() for name, value in out.losses.items()}
         for level, counts in enumerate(out.usage):
-            if on_step and not counts.any():
+            if train and not counts.any():
                 continue  # a level that quantiser dropout skipped this step: no statistics
-            used, perplexity = code_stats(counts)
-            self.log(f"{split}/usage_l{level}", used, on_step=on_step, on_epoch=not on_step, batch_size=batch_size)
-            self.log(f"{split}/perplexity_l{level}", perplexity, on_step=on_step, on_epoch=not on_step,
-                     batch_size=batch_size)
+            values[f"usage_l{level}"], values[f"perplexity_l{level}"] = code_stats(counts)
+        return values
 
     # -------------------------------------------------------------------------------- validation
+    def on_validation_epoch_start(self) -> None:
+        self._val = EpochMeans()
+
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, mask = self._inputs(batch, train=False)
         out: TokenizerOutput = self.tokenizer(x, mask)
-        self._log_output("val", out, batch_size=x.shape[0])
+        values = self._output_values(out, train=False)
         keep = mask[..., None] if mask is not None else torch.ones_like(x[..., :1], dtype=torch.bool)
         target = x * keep
-        self.log("val/nmse", nmse(target, out.recon * keep), batch_size=x.shape[0])
+        values["nmse"] = nmse(target, out.recon * keep)
         if mask is None:  # prefixes of the codes: the bitrates one model serves
             codes = self.tokenizer.encode(x)  # (N, 1, n_q, F)
             for k in self.eval_levels:
-                y = self.tokenizer.decode(codes[:, :, :k], n_samples=x.shape[-1])
-                self.log(f"val/nmse_q{k}", nmse(target, y), batch_size=x.shape[0])
+                values[f"nmse_q{k}"] = nmse(target, self.tokenizer.decode(codes[:, :, :k], n_samples=x.shape[-1]))
+        self._val.add(values, x.shape[0])
+
+    def on_validation_epoch_end(self) -> None:
+        self._val.log_to(self, "val", prog_bar="total")
 
     # -------------------------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> dict[str, Any]:
