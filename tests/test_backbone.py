@@ -154,6 +154,39 @@ def test_hub_round_trip_and_strict_loading(tmp_path: Path) -> None:
         NeuroTransformer.from_pretrained(tmp_path / "m")
 
 
+def test_push_to_hub_uploads_the_folder_save_pretrained_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network: the Hub client is replaced by one that keeps what would be uploaded."""
+    import shutil
+
+    import huggingface_hub.hub_mixin
+
+    calls: dict[str, object] = {}
+
+    class FakeApi:
+        def __init__(self, token=None) -> None:
+            calls["token"] = token
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls["repo"] = (repo_id, private, exist_ok)
+            return type("Url", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, *, repo_id, folder_path, commit_message, **kwargs):
+            shutil.copytree(folder_path, tmp_path / "uploaded")
+            calls["commit_message"] = commit_message
+            return "https://hub.example/commit"
+
+    monkeypatch.setattr(huggingface_hub.hub_mixin, "HfApi", FakeApi)
+    model = NeuroTransformer(TINY, n_outputs=2).eval()
+    model.training_info = {"data": [{"dataset": "synthetic_mi", "windows": 10}]}
+    assert model.push_to_hub("lab/neurofm-tiny", token="t", private=True) == "https://hub.example/commit"
+    assert calls["repo"] == ("lab/neurofm-tiny", True, True) and calls["token"] == "t"
+    assert {p.name for p in (tmp_path / "uploaded").iterdir()} >= {"config.json", "model.safetensors", "README.md"}
+    assert "synthetic_mi" in (tmp_path / "uploaded" / "README.md").read_text()
+    x, pos = batch(TRAIN_MONTAGE)
+    loaded = NeuroTransformer.from_pretrained(tmp_path / "uploaded")
+    torch.testing.assert_close(loaded(x, pos=pos), model(x, pos=pos), rtol=0, atol=0)
+
+
 def test_config_errors_name_the_field() -> None:
     with pytest.raises(ValueError, match="divisible by heads"):
         BackboneConfig(dim=30, heads=4)
