@@ -338,11 +338,13 @@ def _wandb_run_id(out: Path) -> str:
 def build_callbacks(trainer_cfg: TrainerConfig, out: Path) -> list:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 
+    from .checkpointing import FinalStepCheckpoint
     from .throughput import ThroughputMonitor
 
     every = trainer_cfg.checkpoint_every_n_steps
     last = ModelCheckpoint(dirpath=str(out / CHECKPOINTS), save_last=True, save_top_k=0, every_n_train_steps=every)
-    callbacks = [last, LearningRateMonitor(logging_interval="step"), ThroughputMonitor()]
+    callbacks = [last, FinalStepCheckpoint(out / CHECKPOINTS / LAST, every),
+                 LearningRateMonitor(logging_interval="step"), ThroughputMonitor()]
     if trainer_cfg.keep_checkpoints:
         # "step" is always a monitor candidate: the k highest steps are the latest k checkpoints
         callbacks.append(ModelCheckpoint(dirpath=str(out / CHECKPOINTS), filename="step={step:07d}",

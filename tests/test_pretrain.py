@@ -289,12 +289,12 @@ def fixed_batch_index(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("fixed"), recordings, sfreq=200.0, n_times=600, shard_size=4)
 
 
-def _resume_run(index: Path, out: Path, steps: int, **kw) -> PretrainResult:
+def _resume_run(index: Path, out: Path, steps: int, trainer_kw: dict | None = None, **kw) -> PretrainResult:
     data = ShardDataConfig(index_paths=[str(index)], batch_size=4, val_subjects=["02"], shuffle_buffer=0,
                            train_batches_per_epoch=3, crop_samples=400)
+    trainer_kw = {"checkpoint_every_n_steps": 4, "keep_checkpoints": -1, **(trainer_kw or {})}
     return pretrain(data=data, model="tiny", objective=ObjectiveConfig(), optim=OptimConfig(lr=3e-3, warmup_steps=2),
-                    trainer=trainer_cfg(max_steps=steps, checkpoint_every_n_steps=4, keep_checkpoints=-1),
-                    out=str(out), **kw)
+                    trainer=trainer_cfg(max_steps=steps, **trainer_kw), out=str(out), **kw)
 
 
 def test_resume_continues_at_the_same_step_with_the_same_loss(fixed_batch_index: Path, tmp_path: Path) -> None:
@@ -310,6 +310,19 @@ def test_resume_continues_at_the_same_step_with_the_same_loss(fixed_batch_index:
     assert more.steps == 10 and min(losses(more.out)) == 8
     earlier = list(csv.DictReader((more.out / "logs" / "metrics.0.csv").open()))  # kept, not overwritten
     assert {int(r["step"]) for r in earlier if r.get("train/loss")} == set(range(8))
+
+
+@pytest.mark.parametrize("every", [4, 500], ids=["periodic-save-at-the-end", "final-save-only"])
+def test_a_run_resumed_after_validating_at_its_last_step_logs_the_next_steps(every: int, fixed_batch_index: Path,
+                                                                             tmp_path: Path) -> None:
+    """Step 4 is the last step and a validation step; a checkpoint taken after fit returned made the
+    resumed run log steps 5, 6 and validate at 6 (Lightning advances its counter again on restart)."""
+    kw = {"val_check_interval": 2, "checkpoint_every_n_steps": every, "keep_checkpoints": 0}
+    _resume_run(fixed_batch_index, tmp_path, 4, trainer_kw=kw)
+    more = _resume_run(fixed_batch_index, tmp_path, 6, trainer_kw=kw, resume=True)
+    assert more.steps == 6 and sorted(losses(more.out)) == [4, 5]
+    assert sorted(losses(more.out, "val/loss")) == [5]
+    assert read_checkpoint(more.last_checkpoint)["global_step"] == 6
 
 
 def test_explicit_ckpt_path_must_exist(fixed_batch_index: Path, tmp_path: Path) -> None:

@@ -65,6 +65,7 @@ def pretrain(
     """
     import lightning as L
 
+    from ..checkpointing import save_final_checkpoint
     from .export import export_checkpoint
 
     data, objective = data or ShardDataConfig(), objective or ObjectiveConfig()
@@ -79,7 +80,7 @@ def pretrain(
     last = out_dir / CHECKPOINTS / LAST
     # weights_only: resuming unpickles nothing but tensors and plain containers
     pl_trainer.fit(module, datamodule=dm, ckpt_path=start_from, weights_only=True)
-    pl_trainer.save_checkpoint(str(last), weights_only=False)  # also when max_steps is not a multiple of the interval
+    save_final_checkpoint(pl_trainer, last)  # FinalStepCheckpoint saved a run that reached max_steps
     metrics = {k: float(v) for k, v in pl_trainer.logged_metrics.items()}
     hub_dir = out_dir / "backbone"
     if pl_trainer.is_global_zero:

@@ -76,6 +76,8 @@ def fit_tokenizer(
     """
     import lightning as L
 
+    from ..checkpointing import save_final_checkpoint
+
     data, optim, trainer = data or TokenizerDataConfig(), optim or OptimConfig(), trainer or TrainerConfig()
     config, out_dir, t0 = resolve_model_config(model), Path(out), time.perf_counter()
     L.seed_everything(trainer.seed, workers=True, verbose=False)
@@ -87,7 +89,7 @@ def fit_tokenizer(
     last = out_dir / CHECKPOINTS / LAST
     # weights_only: resuming unpickles nothing but tensors and plain containers
     pl_trainer.fit(module, datamodule=dm, ckpt_path=start_from, weights_only=True)
-    pl_trainer.save_checkpoint(str(last), weights_only=False)  # also when max_steps is not a multiple of the interval
+    save_final_checkpoint(pl_trainer, last)  # FinalStepCheckpoint saved a run that reached max_steps
     metrics = {k: float(v) for k, v in pl_trainer.logged_metrics.items()}
     tokenizer, hub_dir = module.tokenizer, out_dir / "tokenizer"
     tokenizer.training_info = {"data": data_provenance(dm), "steps": pl_trainer.global_step,
