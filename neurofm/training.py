@@ -134,6 +134,13 @@ class TrainerConfig:
     default_root_dir: str | None = None
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.max_steps < 1:  # Lightning's -1 (no limit) would leave the learning-rate schedule no length
+            from .pipelines.errors import TrainingSettingsError
+
+            raise TrainingSettingsError(f"trainer.max_steps={self.max_steps} must be >= 1 (the warm-up + cosine schedule "
+                             "runs over it; use trainer.max_time to stop on time)")
+
 
 # --------------------------------------------------------------------------------------------------
 # validation means over ranks
@@ -264,7 +271,7 @@ def build_datamodule(data: ShardDataConfig) -> ShardDataModule:
             subjects=data.subjects, exclude_subjects=data.exclude_subjects, val_subjects=data.val_subjects,
             train_batches_per_epoch=data.train_batches_per_epoch,
         )
-    except (ValueError, TypeError) as err:  # unknown subjects, mixed sfreq, a malformed index.json...
+    except ValueError as err:  # unknown subjects, mixed sfreq, a malformed index.json...
         from .pipelines.errors import TrainingSettingsError
 
         raise TrainingSettingsError(f"data: {err}") from err
@@ -338,13 +345,12 @@ def _wandb_run_id(out: Path) -> str:
 def build_callbacks(trainer_cfg: TrainerConfig, out: Path) -> list:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 
-    from .checkpointing import FinalStepCheckpoint
+    from .checkpointing import LastCheckpoint
     from .throughput import ThroughputMonitor
 
     every = trainer_cfg.checkpoint_every_n_steps
-    last = ModelCheckpoint(dirpath=str(out / CHECKPOINTS), save_last=True, save_top_k=0, every_n_train_steps=every)
-    callbacks = [last, FinalStepCheckpoint(out / CHECKPOINTS / LAST, every),
-                 LearningRateMonitor(logging_interval="step"), ThroughputMonitor()]
+    callbacks = [LastCheckpoint(out / CHECKPOINTS, every), LearningRateMonitor(logging_interval="step"),
+                 ThroughputMonitor()]
     if trainer_cfg.keep_checkpoints:
         # "step" is always a monitor candidate: the k highest steps are the latest k checkpoints
         callbacks.append(ModelCheckpoint(dirpath=str(out / CHECKPOINTS), filename="step={step:07d}",
@@ -373,17 +379,19 @@ def build_trainer(trainer_cfg: TrainerConfig, out: Path, resuming: bool = False)
 
     from .pipelines.errors import TrainingSettingsError
 
+    import lightning as L
+
+    logger, callbacks, plugins = build_logger(trainer_cfg, out, resuming), build_callbacks(trainer_cfg, out), \
+        build_plugins(trainer_cfg)
     try:
-        return _trainer(trainer_cfg, out, resuming)
+        return _trainer(L, trainer_cfg, out, logger, callbacks, plugins)
     except (MisconfigurationException, ValueError) as err:
         fields = ", ".join(f"trainer.{k}={getattr(trainer_cfg, k)!r}"
-                           for k in ("accelerator", "devices", "num_nodes", "strategy", "precision"))
+                           for k in ("accelerator", "devices", "num_nodes", "strategy", "precision", "max_time"))
         raise TrainingSettingsError(f"Lightning cannot run these trainer settings ({fields}): {err}") from err
 
 
-def _trainer(trainer_cfg: TrainerConfig, out: Path, resuming: bool) -> L.Trainer:
-    import lightning as L
-
+def _trainer(L, trainer_cfg: TrainerConfig, out: Path, logger, callbacks: list, plugins: list) -> L.Trainer:
     return L.Trainer(
         max_steps=trainer_cfg.max_steps, max_time=trainer_cfg.max_time, accelerator=trainer_cfg.accelerator, devices=trainer_cfg.devices,
         num_nodes=trainer_cfg.num_nodes, strategy=trainer_cfg.strategy, precision=trainer_cfg.precision,
@@ -391,8 +399,7 @@ def _trainer(trainer_cfg: TrainerConfig, out: Path, resuming: bool) -> L.Trainer
         val_check_interval=trainer_cfg.val_check_interval, limit_val_batches=trainer_cfg.limit_val_batches,
         # a step interval counts across epochs (our epochs are short, fixed numbers of batches)
         check_val_every_n_epoch=None if trainer_cfg.val_check_interval else 1,
-        log_every_n_steps=trainer_cfg.log_every_n_steps, logger=build_logger(trainer_cfg, out, resuming),
-        callbacks=build_callbacks(trainer_cfg, out), plugins=build_plugins(trainer_cfg),
+        log_every_n_steps=trainer_cfg.log_every_n_steps, logger=logger, callbacks=callbacks, plugins=plugins,
         enable_progress_bar=trainer_cfg.progress_bar,
         default_root_dir=trainer_cfg.default_root_dir or str(out), num_sanity_val_steps=0,
     )

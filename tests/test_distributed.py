@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,8 @@ def _free_port() -> int:
 
 
 def _two_ranks(rank: int, port: int, results: dict) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=60))  # a lost peer fails the test instead of hanging it
     try:
         means = EpochMeans()
         if rank == 0:  # rank 1 gets no batch at all, as a short eval split gives the last rank
@@ -72,10 +74,19 @@ def test_epoch_means_over_two_gloo_ranks_are_the_pooled_mean_on_both() -> None:
 # --------------------------------------------------------------------------------------------------
 # settings Lightning refuses, data that does not fit: errors that name the fields
 
-def test_fsdp_on_cpu_is_a_settings_error_naming_the_fields(tmp_path: Path) -> None:
-    cfg = TrainerConfig(accelerator="cpu", devices=2, strategy="fsdp", progress_bar=False)
-    with pytest.raises(TrainingSettingsError, match=r"trainer.strategy='fsdp'.*requires a GPU"):
-        build_trainer(cfg, tmp_path)
+@pytest.mark.parametrize("settings, message", [
+    ({"devices": 2, "strategy": "fsdp"}, r"trainer.strategy='fsdp'.*requires a GPU"),
+    ({"max_time": "1 day"}, r"trainer.max_time='1 day'"),
+])
+def test_settings_lightning_refuses_are_settings_errors_naming_the_fields(settings: dict, message: str,
+                                                                          tmp_path: Path) -> None:
+    with pytest.raises(TrainingSettingsError, match=message):
+        build_trainer(TrainerConfig(accelerator="cpu", progress_bar=False, **settings), tmp_path)
+
+
+def test_max_steps_must_be_positive() -> None:
+    with pytest.raises(TrainingSettingsError, match=r"max_steps=-1 must be >= 1"):
+        TrainerConfig(max_steps=-1)
 
 
 def test_unknown_validation_subject_is_a_settings_error(tiny_mi_index: Path) -> None:

@@ -325,6 +325,29 @@ def test_a_run_resumed_after_validating_at_its_last_step_logs_the_next_steps(eve
     assert read_checkpoint(more.last_checkpoint)["global_step"] == 6
 
 
+def test_a_run_stopped_early_resumes_at_its_next_step(fixed_batch_index: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop asked for at a batch's end, as trainer.max_time's Timer asks, at a validation step: the
+    checkpoint is taken at that batch, and the resumed run logs steps 4, 5 with no step left out."""
+    from lightning.pytorch.callbacks import Callback
+
+    import neurofm.training
+
+    class StopAtStep4(Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            trainer.should_stop = trainer.global_step >= 4
+
+    build = neurofm.training.build_callbacks
+    monkeypatch.setattr(neurofm.training, "build_callbacks", lambda cfg, out: [*build(cfg, out), StopAtStep4()])
+    kw = {"val_check_interval": 2, "checkpoint_every_n_steps": 500, "keep_checkpoints": 0}  # step 4 validates
+    stopped = _resume_run(fixed_batch_index, tmp_path, 8, trainer_kw=kw)
+    assert stopped.steps == 4 and read_checkpoint(stopped.last_checkpoint)["global_step"] == 4
+    monkeypatch.setattr(neurofm.training, "build_callbacks", build)
+    more = _resume_run(fixed_batch_index, tmp_path, 6, trainer_kw=kw, resume=True)
+    assert sorted(losses(more.out)) == [4, 5] and sorted(losses(more.out, "val/loss")) == [5]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]  # no last-v1.ckpt
+
+
 def test_explicit_ckpt_path_must_exist(fixed_batch_index: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
         _resume_run(fixed_batch_index, tmp_path, 2, ckpt_path="last")

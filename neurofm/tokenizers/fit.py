@@ -89,7 +89,7 @@ def fit_tokenizer(
     last = out_dir / CHECKPOINTS / LAST
     # weights_only: resuming unpickles nothing but tensors and plain containers
     pl_trainer.fit(module, datamodule=dm, ckpt_path=start_from, weights_only=True)
-    save_final_checkpoint(pl_trainer, last)  # FinalStepCheckpoint saved a run that reached max_steps
+    save_final_checkpoint(pl_trainer, last)  # LastCheckpoint saved a run that reached its end
     metrics = {k: float(v) for k, v in pl_trainer.logged_metrics.items()}
     tokenizer, hub_dir = module.tokenizer, out_dir / "tokenizer"
     tokenizer.training_info = {"data": data_provenance(dm), "steps": pl_trainer.global_step,
