@@ -49,6 +49,25 @@ def test_rank_means_stds_and_order(tmp_path: Path) -> None:
     assert "<td>b</td>" in render(entries, "html")
 
 
+def test_one_name_with_two_configurations_is_two_models(tmp_path: Path) -> None:
+    """Random init at two presets under one model name: ranked apart, named by what differs, and each
+    checked for complete folds on its own (pooled, tiny's seed 0 would cover small's missing subject)."""
+    def configured(preset: str, scores: list[float]) -> list[dict]:
+        return [{**r, "model_config_sha256": preset, "config": {"adapt": "linear", "options": {"preset": preset}}}
+                for r in complete("neurofm", scores, adapt="linear")]
+    rows = configured("tiny", [0.5, 0.5, 0.5]) + configured("small", [0.8, 0.8, 0.8])
+    rows += [{**r, "adapt": "finetune", "config": {**r["config"], "adapt": "finetune"}, "model_config_sha256": "ft"}
+             for r in configured("small", [0.6, 0.6, 0.6])]
+    entries = rank(read_rows(write(tmp_path / "r.jsonl", rows)))
+    assert [(e.adapt, e.model, e.mean, e.n) for e in entries] == [
+        ("finetune", "neurofm (options.preset=small)", pytest.approx(0.6), 6),
+        ("linear", "neurofm (options.preset=small)", pytest.approx(0.8), 6),
+        ("linear", "neurofm (options.preset=tiny)", pytest.approx(0.5), 6)]
+    lacking = read_rows(write(tmp_path / "l.jsonl", rows[:-1]))  # small, finetune, seed 1 lacks subject 03
+    assert validate_rows(lacking) == ["neurofm (options.preset=small) on d / loso / finetune / seed 1: "
+                                      "incomplete folds, no result for subject(s) ['03']"]
+
+
 def test_validate_reports_every_problem(tmp_path: Path) -> None:
     good = complete("a", [0.6, 0.7, 0.8])
     nan = dict(row("c", "01"), metrics={"balanced_accuracy": float("nan")})

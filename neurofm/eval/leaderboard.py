@@ -3,6 +3,11 @@
 ``validate_rows`` refuses what would make a table misleading: malformed rows, non-finite metrics,
 duplicated experiments, one (dataset, protocol) measured on different data (hashes), and
 incomplete folds (a model × seed that lacks some subjects of its dataset).
+
+A model is its name *and* its configuration (``model_config_sha256``): rows of one name with
+different configurations (``neurofm`` at the tiny and the small preset, ``ts_lr`` with C = 1 and C by
+validation) are ranked as separate models, named by the config fields that tell them apart
+(``model_labels``), never averaged together.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -77,13 +83,45 @@ def validate_rows(rows: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+def model_labels(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """``(model, model_config_sha256)`` → the name tables show: the model's name, followed, when rows
+    hold several configurations under that name, by the config fields whose values tell them apart
+    (``neurofm (options.preset=small)``; ``adapt`` has its own column and is left out)."""
+    configs: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)  # name -> sha -> flat config
+    for row in rows:
+        configs[row["model"]].setdefault(row["model_config_sha256"], _flat(row.get("config") or {}))
+    labels = {}
+    for model, by_sha in configs.items():
+        keys = sorted({k for flat in by_sha.values() for k in flat} - {"adapt"})
+        differ = [k for k in keys if len({flat.get(k, "-") for flat in by_sha.values()}) > 1]
+        for sha, flat in by_sha.items():
+            detail = ", ".join(f"{k}={flat.get(k, '-')}" for k in differ)
+            if not detail and sum(f.get("adapt") == flat.get("adapt") for f in by_sha.values()) > 1:
+                detail = f"config {sha[:8]}"  # differences the config does not show (rows of another version)
+            labels[(model, sha)] = f"{model} ({detail})" if detail else model
+    return labels
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"options": {"preset": "small"}} → {"options.preset": "small"} (values as compact JSON, strings bare)."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return out
+
+
 def _incomplete(rows: list[dict[str, Any]]) -> list[str]:
     """A model × seed (× k) must cover every subject its dataset × protocol has in any row."""
+    labels = model_labels(rows)
     subjects: dict[tuple, set] = defaultdict(set)
     covered: dict[tuple, set] = defaultdict(set)
     for row in rows:
+        model = labels[(row["model"], row["model_config_sha256"])]
         subjects[(row["dataset"], row["protocol"])].add(row["subject"])
-        covered[(row["dataset"], row["protocol"], row["adapt"], row.get("k"), row["model"], row["seed"])].add(row["subject"])
+        covered[(row["dataset"], row["protocol"], row["adapt"], row.get("k"), model, row["seed"])].add(row["subject"])
     out = []
     for (dataset, protocol, adapt, k, model, seed), have in sorted(covered.items(), key=str):
         lacking = subjects[(dataset, protocol)] - have
@@ -104,7 +142,8 @@ def load_valid_rows(path: str | Path) -> list[dict[str, Any]]:
 
 
 def rank(rows: list[dict[str, Any]], metric: str | None = None) -> list[Entry]:
-    """Mean ± std over folds and seeds per (dataset, protocol, adapt, k, model), ranked within each group.
+    """Mean ± std over folds and seeds per (dataset, protocol, adapt, k, model), ranked within each group;
+    a model is a name and a configuration (``model_labels``).
 
     ``metric``: None ranks each row by its task's primary metric (``tasks.py``: balanced accuracy for
     classification, R² for regression, event F1 for seizure detection), so one table holds every kind
@@ -112,13 +151,15 @@ def rank(rows: list[dict[str, Any]], metric: str | None = None) -> list[Entry]:
     """
     from .tasks import DEFAULT_TASK, get_task
 
+    labels = model_labels(rows)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         task = get_task(row.get("task", DEFAULT_TASK))
         name = metric or task.primary
         if name not in row["metrics"]:
             raise LeaderboardError(f"{row['_source']}: no metric {name!r} (has {sorted(row['metrics'])})")
-        groups[(row["dataset"], row["protocol"], row["adapt"], row.get("k"), row["model"], name, task.name)].append(row)
+        model = labels[(row["model"], row["model_config_sha256"])]
+        groups[(row["dataset"], row["protocol"], row["adapt"], row.get("k"), model, name, task.name)].append(row)
     entries = []
     for (dataset, protocol, adapt, k, model, name, task), group in groups.items():
         values = np.array([r["metrics"][name] for r in group], dtype=float)
