@@ -354,6 +354,8 @@ def test_shared_data_manifests_are_available(path: Path, shared_data: Path,
 @pytest.mark.parametrize("name, n_items, runs", [
     ("physionet_s001_imagery", 6, {"4", "6", "8", "10", "12", "14"}),
     ("physionet_s001_all", 14, {str(r) for r in range(1, 15)}),
+    ("physionet_s001_executed", 6, {"1", "2", "3", "5", "7", "9"}),  # no imagery run
+    ("physionet_s001_executed_heldout", 2, {"11", "13"}),
     ("formats_samples", 4, {"edf", "bdf", "vhdr"}),
     ("meg_samples", 2, {"0"}),
     ("eeglab_sample", 1, {"0"}),
