@@ -269,6 +269,17 @@ def test_peak_flops_table() -> None:
     assert math.isnan(peak_bf16_flops("Some Future GPU"))
 
 
+@pytest.mark.parametrize("name", ["mae", "tokens"])
+def test_bf16_mixed_precision_trains_on_cpu(name: str, tiny_mi_index: Path, micro_tokenizer: Path,
+                                            tmp_path: Path) -> None:
+    """The autocast path a GPU run takes (bf16-mixed), on CPU: it trains and validates to finite values
+    for both objectives (the tokens objective encodes with its frozen tokenizer outside autocast)."""
+    objective = ObjectiveConfig(name=name, tokenizer=str(micro_tokenizer) if name == "tokens" else None)
+    result = run_pretrain(tiny_mi_index, tmp_path, objective, steps=6, precision="bf16-mixed", val_check_interval=3)
+    assert result.steps == 6 and all(math.isfinite(v) for v in losses(result.out).values())
+    assert math.isfinite(losses(result.out, "val/loss")[5])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_mfu_is_logged_on_gpu(tiny_mi_index: Path, tmp_path: Path) -> None:
     result = run_pretrain(tiny_mi_index, tmp_path, ObjectiveConfig(), steps=30, accelerator="gpu", precision="bf16-mixed",
