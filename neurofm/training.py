@@ -109,6 +109,7 @@ class TrainerConfig:
         progress_bar: show a (rich) progress bar.
         wandb: log to Weights & Biases (offline when no API key is configured); CSV otherwise.
         wandb_project: the W&B project.
+        wandb_name: the W&B run's name (default: the name of the ``out`` folder).
         default_root_dir: Lightning's root folder (default: out); SLURM hpc checkpoints go here.
         seed: seed of the weights and of every random draw of the training step.
     """
@@ -131,6 +132,7 @@ class TrainerConfig:
     progress_bar: bool = True
     wandb: bool = False
     wandb_project: str = "neurofm"
+    wandb_name: str | None = None
     default_root_dir: str | None = None
     seed: int = 0
 
@@ -328,7 +330,8 @@ def build_logger(trainer_cfg: TrainerConfig, out: Path, resuming: bool = False):
     if not os.environ.get("WANDB_API_KEY") and not (Path.home() / ".netrc").exists():
         os.environ.setdefault("WANDB_MODE", "offline")  # never block on a login prompt
     run_id = _wandb_run_id(out) if rank_zero else None
-    return WandbLogger(project=trainer_cfg.wandb_project, save_dir=str(out), id=run_id, resume="allow")
+    return WandbLogger(project=trainer_cfg.wandb_project, name=trainer_cfg.wandb_name or out.resolve().name,
+                       save_dir=str(out), id=run_id, resume="allow")
 
 
 def _wandb_run_id(out: Path) -> str:

@@ -129,8 +129,10 @@ def test_wandb_is_offline_without_a_key_and_csv_by_default(tmp_path: Path, monke
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
-    assert isinstance(build_logger(TrainerConfig(wandb=True), tmp_path), WandbLogger)  # no run starts here
-    assert os.environ["WANDB_MODE"] == "offline"
+    logger = build_logger(TrainerConfig(wandb=True, wandb_project="p"), tmp_path / "run_a")  # no run starts here
+    assert isinstance(logger, WandbLogger) and os.environ["WANDB_MODE"] == "offline"
+    assert (logger._project, logger._name) == ("p", "run_a")  # the run is named after its out folder
+    assert build_logger(TrainerConfig(wandb=True, wandb_name="mine"), tmp_path / "run_a")._name == "mine"
 
 
 def _batch(x: torch.Tensor, chan_mask: torch.Tensor, sfreq: float = 200.0) -> Batch:
