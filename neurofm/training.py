@@ -376,36 +376,32 @@ def build_plugins(trainer_cfg: TrainerConfig) -> list:
 
 
 def build_trainer(trainer_cfg: TrainerConfig, out: Path, resuming: bool = False) -> L.Trainer:
-    """The ``Trainer``; settings Lightning refuses (FSDP on CPU, a GPU that is not there) raise
-    ``TrainingSettingsError`` naming the ``trainer.*`` fields."""
+    """The ``Trainer``; settings Lightning refuses (FSDP on CPU, a GPU that is not there, a malformed
+    ``max_time``) raise ``TrainingSettingsError`` naming the ``trainer.*`` fields."""
+    import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     from .pipelines.errors import TrainingSettingsError
 
-    import lightning as L
-
     logger, callbacks, plugins = build_logger(trainer_cfg, out, resuming), build_callbacks(trainer_cfg, out), \
         build_plugins(trainer_cfg)
     try:
-        return _trainer(L, trainer_cfg, out, logger, callbacks, plugins)
+        return L.Trainer(
+            max_steps=trainer_cfg.max_steps, max_time=trainer_cfg.max_time, accelerator=trainer_cfg.accelerator,
+            devices=trainer_cfg.devices, num_nodes=trainer_cfg.num_nodes, strategy=trainer_cfg.strategy,
+            precision=trainer_cfg.precision, accumulate_grad_batches=trainer_cfg.accumulate_grad_batches,
+            gradient_clip_val=trainer_cfg.gradient_clip_val, val_check_interval=trainer_cfg.val_check_interval,
+            limit_val_batches=trainer_cfg.limit_val_batches,
+            # a step interval counts across epochs (our epochs are short, fixed numbers of batches)
+            check_val_every_n_epoch=None if trainer_cfg.val_check_interval else 1,
+            log_every_n_steps=trainer_cfg.log_every_n_steps, logger=logger, callbacks=callbacks, plugins=plugins,
+            enable_progress_bar=trainer_cfg.progress_bar,
+            default_root_dir=trainer_cfg.default_root_dir or str(out), num_sanity_val_steps=0,
+        )
     except (MisconfigurationException, ValueError) as err:
         fields = ", ".join(f"trainer.{k}={getattr(trainer_cfg, k)!r}"
                            for k in ("accelerator", "devices", "num_nodes", "strategy", "precision", "max_time"))
         raise TrainingSettingsError(f"Lightning cannot run these trainer settings ({fields}): {err}") from err
-
-
-def _trainer(L, trainer_cfg: TrainerConfig, out: Path, logger, callbacks: list, plugins: list) -> L.Trainer:
-    return L.Trainer(
-        max_steps=trainer_cfg.max_steps, max_time=trainer_cfg.max_time, accelerator=trainer_cfg.accelerator, devices=trainer_cfg.devices,
-        num_nodes=trainer_cfg.num_nodes, strategy=trainer_cfg.strategy, precision=trainer_cfg.precision,
-        accumulate_grad_batches=trainer_cfg.accumulate_grad_batches, gradient_clip_val=trainer_cfg.gradient_clip_val,
-        val_check_interval=trainer_cfg.val_check_interval, limit_val_batches=trainer_cfg.limit_val_batches,
-        # a step interval counts across epochs (our epochs are short, fixed numbers of batches)
-        check_val_every_n_epoch=None if trainer_cfg.val_check_interval else 1,
-        log_every_n_steps=trainer_cfg.log_every_n_steps, logger=logger, callbacks=callbacks, plugins=plugins,
-        enable_progress_bar=trainer_cfg.progress_bar,
-        default_root_dir=trainer_cfg.default_root_dir or str(out), num_sanity_val_steps=0,
-    )
 
 
 def resume_path(trainer_cfg: TrainerConfig, out: Path, resume: bool, ckpt_path: str | None = None) -> str | None:
