@@ -6,12 +6,12 @@ makes up for that counter itself. A checkpoint written once the loop is over (af
 returns, or by ``ModelCheckpoint(save_last=True)`` in ``on_train_end``, which Lightning 2.6 does
 when no periodic save happened) was taken after the counter moved on, so when the last step was
 also a validation step, a run resumed from it logged every step one too high (7, 8, ... after 6).
+
 ``LastCheckpoint`` therefore also saves at the batch where the run ends, reaching ``max_steps`` or
 stopped by ``max_time`` (Lightning's ``Timer`` asks to stop at that batch's end; checkpoint
-callbacks run after every other callback), and never in
-``on_train_end``; ``save_final_checkpoint`` saves after ``fit`` only a run that ended elsewhere (a
-stop requested during validation). The decisions use trainer state only, the same on every rank:
-``save_checkpoint`` waits for all ranks.
+callbacks run after every other callback), and never in ``on_train_end``. ``save_final_checkpoint``
+saves after ``fit`` only a run that ended elsewhere (a stop requested during validation). The
+decisions use trainer state only, the same on every rank: ``save_checkpoint`` waits for all ranks.
 """
 
 from __future__ import annotations
