@@ -34,6 +34,19 @@ def test_wilcoxon_needs_one_adaptation_per_model() -> None:
     assert cmp.adapt_a == "finetune" and cmp.mean_difference == pytest.approx(0.2)
 
 
+def test_wilcoxon_needs_one_configuration_per_model() -> None:
+    """Random init at two presets under one name are two models: pooling them would pair each subject
+    with a mix of both; the leaderboard's label picks one."""
+    def configured(preset: str, scores: list[float]) -> list[dict]:
+        return [{**r, "model_config_sha256": preset, "config": {"options": {"preset": preset}}}
+                for r in rows("n", scores, "linear")]
+    both = configured("tiny", [0.5] * 4) + configured("small", [0.8] * 4) + rows("b", [0.6] * 4)
+    with pytest.raises(ValueError, match=r"several configurations \['n \(options.preset=small\)', "):
+        paired_wilcoxon(both, "n", "b")
+    (cmp,) = paired_wilcoxon(both, "n (options.preset=small)@linear", "b")
+    assert cmp.n_subjects == 4 and cmp.mean_difference == pytest.approx(0.2)
+
+
 def test_seizure_events_with_tolerances() -> None:
     reference = [(1000.0, 1060.0), (5000.0, 5100.0)]
     predicted = [(1080.0, 1100.0),  # 20 s after the offset: within the 60 s tolerance → detects event 1

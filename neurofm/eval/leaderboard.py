@@ -89,7 +89,7 @@ def model_labels(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
     (``neurofm (options.preset=small)``; ``adapt`` has its own column and is left out)."""
     configs: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)  # name -> sha -> flat config
     for row in rows:
-        configs[row["model"]].setdefault(row["model_config_sha256"], _flat(row.get("config") or {}))
+        configs[row["model"]].setdefault(row.get("model_config_sha256", ""), _flat(row.get("config") or {}))
     labels = {}
     for model, by_sha in configs.items():
         keys = sorted({k for flat in by_sha.values() for k in flat} - {"adapt"})
@@ -100,6 +100,11 @@ def model_labels(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
                 detail = f"config {sha[:8]}"  # differences the config does not show (rows of another version)
             labels[(model, sha)] = f"{model} ({detail})" if detail else model
     return labels
+
+
+def label_of(labels: dict[tuple[str, str], str], row: dict[str, Any]) -> str:
+    """A row's model as ``model_labels`` names it."""
+    return labels[(row["model"], row.get("model_config_sha256", ""))]
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -119,7 +124,7 @@ def _incomplete(rows: list[dict[str, Any]]) -> list[str]:
     subjects: dict[tuple, set] = defaultdict(set)
     covered: dict[tuple, set] = defaultdict(set)
     for row in rows:
-        model = labels[(row["model"], row["model_config_sha256"])]
+        model = label_of(labels, row)
         subjects[(row["dataset"], row["protocol"])].add(row["subject"])
         covered[(row["dataset"], row["protocol"], row["adapt"], row.get("k"), model, row["seed"])].add(row["subject"])
     out = []
@@ -158,7 +163,7 @@ def rank(rows: list[dict[str, Any]], metric: str | None = None) -> list[Entry]:
         name = metric or task.primary
         if name not in row["metrics"]:
             raise LeaderboardError(f"{row['_source']}: no metric {name!r} (has {sorted(row['metrics'])})")
-        model = labels[(row["model"], row["model_config_sha256"])]
+        model = label_of(labels, row)
         groups[(row["dataset"], row["protocol"], row["adapt"], row.get("k"), model, name, task.name)].append(row)
     entries = []
     for (dataset, protocol, adapt, k, model, name, task), group in groups.items():

@@ -36,14 +36,23 @@ def paired_wilcoxon(rows: list[dict[str, Any]], model_a: str, model_b: str,
                     metric: str = "balanced_accuracy") -> list[Comparison]:
     """One comparison per dataset × protocol × k where both models have results (any adaptation each).
 
-    ``model`` may be ``name`` or ``name@adapt`` to pick one adaptation (e.g. ``neurofm@linear``).
+    ``model`` may be ``name`` or ``name@adapt`` to pick one adaptation (e.g. ``neurofm@linear``); the
+    name is the model's, or its leaderboard label when rows hold several configurations under one name
+    (``neurofm (options.preset=small)@linear``, ``leaderboard.model_labels``).
     """
+    from .leaderboard import label_of, model_labels
+
+    labels = model_labels(rows)
+
     def pick(spec: str) -> tuple[list[dict], str]:
-        name, _, adapt = spec.partition("@")
-        chosen = [r for r in rows if r["model"] == name and (not adapt or r["adapt"] == adapt)]
+        name, _, adapt = spec.rpartition("@") if "@" in spec else (spec, "", "")
+        chosen = [r for r in rows if name in (r["model"], label_of(labels, r)) and (not adapt or r["adapt"] == adapt)]
         adapts = sorted({r["adapt"] for r in chosen})
         if len(adapts) > 1:
             raise ValueError(f"{name} has results for several adaptations {adapts}: say which, e.g. {name}@{adapts[0]}")
+        configs = sorted({label_of(labels, r) for r in chosen})
+        if len(configs) > 1:
+            raise ValueError(f"{name} has results for several configurations {configs}: name one of them")
         return chosen, adapts[0] if adapts else adapt
 
     rows_a, adapt_a = pick(model_a)
