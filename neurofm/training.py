@@ -140,8 +140,8 @@ class TrainerConfig:
         if self.max_steps < 1:  # Lightning's -1 (no limit) would leave the learning-rate schedule no length
             from .pipelines.errors import TrainingSettingsError
 
-            raise TrainingSettingsError(f"trainer.max_steps={self.max_steps} must be >= 1 (the warm-up + cosine schedule "
-                             "runs over it; use trainer.max_time to stop on time)")
+            raise TrainingSettingsError(f"trainer.max_steps={self.max_steps} must be >= 1 (the warm-up + cosine "
+                                        "schedule runs over it; use trainer.max_time to stop on time)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -286,7 +286,7 @@ def check_sfreq(indexes: list[Any], sfreq: float, what: str = "the model") -> No
         from .pipelines.errors import TrainingSettingsError
 
         raise TrainingSettingsError(f"{what} expects {sfreq:g} Hz but these prepared datasets are not: {wrong} "
-                         f"(set model.sfreq, or prepare with preprocessing.sfreq: {sfreq:g})")
+                                    f"(set model.sfreq, or prepare with preprocessing.sfreq: {sfreq:g})")
 
 
 def _windows_and_subjects(index: Any, subject_filter: Any) -> tuple[int, str]:
